@@ -1,0 +1,138 @@
+"""IRNeXt (Cui et al., ICML 2023): a 3-level multi-scale U-Net whose stages end with a multi-scale
+dynamic-filter module.
+
+Two official releases, selected by ``low_pass``:
+
+* ``'global'`` (dehazing release, default ``num_res=4``, 5,455,241 parameters): the low-pass reference
+  inside each dynamic filter is the global average.
+* ``'local'`` (motion-deblurring release, ``num_res=14``, 13,205,641 parameters): a local box mean whose
+  window is ``base_size/train_size`` of the map it sees (TLC, base 120 of 256). The official code
+  computes the window at its first call and caches it; here it is computed at every call from the
+  current size, which equals the official behaviour on a fresh test process.
+
+Checkpoints: ``{'model': state_dict}`` with the official key names (``param_key_g: model``).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet, check_multiple
+from basicsr_restore.register import register
+
+
+def local_mean(x, base_size=120, train_size=256):
+    """Mean over a window of ``floor(size * base_size / train_size)`` (at least 1) per axis, at stride 1,
+    replicate-padded back to the input size (split as floor/ceil of the difference, top/left first)."""
+    h, w = x.shape[-2:]
+    kh, kw = max(1, h * base_size // train_size), max(1, w * base_size // train_size)
+    out = F.avg_pool2d(x, (kh, kw), stride=1)
+    dh, dw = h - out.shape[-2], w - out.shape[-1]
+    return F.pad(out, (dw // 2, (dw + 1) // 2, dh // 2, (dh + 1) // 2), mode='replicate')
+
+
+class DynamicFilter(nn.Module):
+    """Content-adaptive 3x3 low-pass filter per sample and channel group, plus learned high-pass gain.
+
+    The kernel of each of ``group`` channel groups comes from the globally pooled features (1x1 conv, BN,
+    tanh). The filtered map is re-centred on a low-pass reference ``A_l(x)`` and scaled by ``lamb_l``; the
+    input is added back scaled by ``1 + lamb_h``. All gains start at 0, so the module starts as identity.
+    """
+
+    def __init__(self, channels, kernel_size=3, group=8, low_pass='global', base_size=120, train_size=256):
+        super().__init__()
+        if channels % group:
+            raise ValueError(f'DynamicFilter: channels ({channels}) must be divisible by group ({group})')
+        if low_pass not in ('global', 'local'):
+            raise ValueError(f"IRNeXt: low_pass must be 'global' or 'local', got {low_pass!r}")
+        self.kernel_size, self.group = kernel_size, group
+        self.low_pass, self.base_size, self.train_size = low_pass, base_size, train_size
+        self.conv = nn.Conv2d(channels, group * kernel_size ** 2, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(group * kernel_size ** 2)
+        nn.init.kaiming_normal_(self.conv.weight, mode='fan_out', nonlinearity='relu')
+        self.lamb_l = nn.Parameter(torch.zeros(channels))
+        self.lamb_h = nn.Parameter(torch.zeros(channels))
+        self.inside_all = nn.Parameter(torch.zeros(channels, 1, 1))
+
+    def reference(self, x):
+        if self.low_pass == 'global':
+            return x.mean(dim=(2, 3), keepdim=True)
+        return local_mean(x, self.base_size, self.train_size)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        k = self.kernel_size
+        kernels = torch.tanh(self.bn(self.conv(x.mean(dim=(2, 3), keepdim=True))))  # (B, group*k*k, 1, 1)
+        # one k x k kernel per (sample, group), shared by the c/group channels of the group: a grouped conv
+        kernels = kernels.view(b, self.group, 1, k, k).expand(b, self.group, c // self.group, k, k)
+        padded = F.pad(x, (k // 2,) * 4, mode='reflect').reshape(1, b * c, h + k - 1, w + k - 1)
+        low = F.conv2d(padded, kernels.reshape(b * c, 1, k, k), groups=b * c).view(b, c, h, w)
+        out_low = (low * (self.inside_all + 1.) - self.inside_all * self.reference(x)) * self.lamb_l[:, None, None]
+        return out_low + x * (self.lamb_h[:, None, None] + 1.)
+
+
+class DeepPoolLayer(nn.Module):
+    """Multi-scale module: dynamic filters on 1/8, 1/4, 1/2 pooled maps, refined coarse to fine."""
+
+    def __init__(self, channels, **filter_kwargs):
+        super().__init__()
+        self.scales = (8, 4, 2)
+        self.convs = nn.ModuleList([nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in self.scales])
+        self.dynas = nn.ModuleList([DynamicFilter(channels, **filter_kwargs) for _ in self.scales])
+        self.conv_sum = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        total = x
+        previous = None
+        for scale, conv, dyna in zip(self.scales, self.convs, self.dynas):
+            y = F.avg_pool2d(x, scale, scale)
+            if previous is not None:
+                y = y + F.interpolate(previous, scale_factor=2, mode='bilinear', align_corners=True)
+            previous = dyna(conv(y))
+            total = total + F.interpolate(previous, size=size, mode='bilinear', align_corners=True)
+        return self.conv_sum(self.act(total))
+
+
+class ResBlock(nn.Module):
+    """conv3x3-GELU, [DeepPoolLayer], conv3x3, plus the input. Keys ``main.0``, ``main.1``, ``main.2``."""
+
+    def __init__(self, channels, special=False, **filter_kwargs):
+        super().__init__()
+        self.main = nn.Sequential(
+            BasicConv(channels, channels, kernel_size=3),
+            DeepPoolLayer(channels, **filter_kwargs) if special else nn.Identity(),
+            BasicConv(channels, channels, kernel_size=3, relu=False),
+        )
+
+    def forward(self, x):
+        return self.main(x) + x
+
+
+@register('arch')
+class IRNeXt(MultiScaleUNet):
+    """IRNeXt. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the input at its scale.
+
+    Args:
+        num_res (int): residual blocks per stage, the last with the multi-scale module. Official: 4
+            (dehazing), 14 (motion deblurring).
+        low_pass (str): ``'global'`` (dehazing release) or ``'local'`` (deblurring release, TLC box mean).
+        base_size (int), train_size (int): window of the local box mean, ``base_size/train_size`` of the
+            map size (official 120/256).
+        base_channel (int): width of the first level (official 32; other values are not an official
+            configuration, meant for quick experiments; must be a multiple of 8).
+    """
+    pad_multiple = 32
+    multi_output = True
+    official_param_key = 'model'
+
+    def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32):
+        filter_kwargs = dict(low_pass=low_pass, base_size=base_size, train_size=train_size)
+        super().__init__(lambda ch, special: ResBlock(ch, special, **filter_kwargs), num_res, base_channel)
+
+    def forward(self, x):
+        check_multiple('IRNeXt', x, self.pad_multiple)
+        if self.training and x.shape[0] < 2:
+            raise ValueError('IRNeXt trains its dynamic filters with BatchNorm over one value per sample: '
+                             'set datasets.train.batch_size_per_gpu to 2 or more.')
+        return super().forward(x)
