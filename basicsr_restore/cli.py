@@ -1,0 +1,74 @@
+"""``basicsr-restore <verb>``: prepare data, check the installation, score a trained run.
+
+Verbs: ``prepare`` (``paired``, ``demo``), ``doctor``, ``report``. Each ``--help`` tells more.
+"""
+import argparse
+import sys
+
+
+def _add_prepare(sub):
+    p = sub.add_parser('prepare', help='write training/validation data as LMDB')
+    kinds = p.add_subparsers(dest='dataset', required=True, metavar='DATASET')
+
+    paired = kinds.add_parser('paired', help='two folders of aligned images -> gt.lmdb + lq.lmdb (optionally cropped)')
+    paired.add_argument('--gt', required=True, help='folder of ground-truth images')
+    paired.add_argument('--lq', required=True, help='folder of degraded images (same relative paths)')
+    paired.add_argument('--out', required=True, help='output folder; gets gt.lmdb and lq.lmdb')
+    paired.add_argument('--crop', type=int, help='cut into CROP x CROP sub-images (default: keep whole images)')
+    paired.add_argument('--step', type=int, help='grid step of the sub-images (default: CROP)')
+    paired.add_argument('--thresh-size', type=int, default=0,
+                        help='move the last row/column of crops to the border when more than this is left (default 0)')
+    paired.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default 1, as basicsr)')
+    paired.add_argument('--overwrite', action='store_true', help='replace existing LMDBs (only once the new ones are complete)')
+
+    demo = kinds.add_parser('demo', help="small offline set from scikit-image's bundled photos")
+    demo.add_argument('--out', default='datasets/demo', help='output folder (default datasets/demo)')
+    demo.add_argument('--task', default='denoise', choices=('denoise', 'deblur'))
+    demo.add_argument('--sigma', type=float, default=25.0, help='noise sigma on the 0-255 scale (denoise; default 25)')
+    demo.add_argument('--seed', type=int, default=0)
+    demo.add_argument('--overwrite', action='store_true')
+
+
+def _prepare(args):
+    if args.dataset == 'paired':
+        from basicsr_restore.prepare import paired
+        paired.run(args)
+    elif args.dataset == 'demo':
+        from basicsr_restore.prepare import demo
+        demo.run(args)
+    return 0
+
+
+def _add_report(sub):
+    p = sub.add_parser('report', help="score a run's network on the validation sets of its option file")
+    p.add_argument('-opt', required=True, help='the option file the run was trained with')
+    p.add_argument('--weights', help='weights file (default: experiments/<name>/models/net_g_latest.pth)')
+    p.add_argument('--out', help='folder for the strips (default: results/<name>_report)')
+    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='basicsr-restore', description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='verb', required=True, metavar='VERB')
+    _add_prepare(sub)
+    sub.add_parser('doctor', help='versions, plugin hook, compat fixes, registered names; exit 1 when broken')
+    _add_report(sub)
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == 'prepare':
+            return _prepare(args)
+        if args.verb == 'doctor':
+            from basicsr_restore.doctor import run
+            return run()
+        if args.verb == 'report':
+            from basicsr_restore.report import run
+            return run(args)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f'basicsr-restore {args.verb}: error: {message}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""LMDB of images in basicsr's layout, written safely and read without losing bit depth.
+
+Layout (what basicsr's ``make_lmdb_from_imgs`` writes and ``paired_paths_from_lmdb`` reads): a folder
+``<name>.lmdb`` holding the LMDB files and ``meta_info.txt`` with one line ``<key>.png (h,w,c) <level>``
+per image; each value is the image encoded as PNG (16-bit images stay 16-bit).
+
+What this writer adds:
+
+* the map grows when full (basicsr sizes it from the first image and fails on small sets);
+* keys are made safe: basicsr cuts keys at the first dot, so any character other than letters, digits,
+  ``-``, ``_`` and ``/`` becomes ``_``, and two images that would share a key are an error;
+* an interrupted write never looks complete: everything goes to ``<name>.lmdb.partial`` and the folder
+  is renamed only after ``meta_info.txt`` was written; an existing LMDB is never replaced unless asked.
+"""
+import os
+import re
+import shutil
+
+import cv2
+import lmdb
+import numpy as np
+
+_UNSAFE = re.compile(r'[^A-Za-z0-9_\-/]')
+_META = re.compile(r'^(?P<key>\S+?)(?:\.png)?\s+\((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\d+)\)')
+META_NAME = 'meta_info.txt'
+
+
+def safe_key(text):
+    """A key basicsr can read back: ASCII letters, digits, ``-``, ``_`` and ``/`` only."""
+    key = _UNSAFE.sub('_', str(text).replace(os.sep, '/')).strip('/')
+    if not key:
+        raise ValueError(f'cannot make an LMDB key out of {text!r}')
+    return key
+
+
+def image_shape(img):
+    return (img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2])
+
+
+def encode_png(img, compress_level=1, where='image'):
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'{where}: only 8- and 16-bit images can be stored, got {img.dtype}')
+    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+    if not ok:
+        raise ValueError(f'{where}: PNG encoding failed')
+    return buf.tobytes()
+
+
+def decode_image(buf, where):
+    """Decode PNG/JPEG bytes unchanged: uint8 or uint16, HxW or HxWxC (BGR order)."""
+    img = None if buf is None else cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f'{where}: the stored bytes are not a decodable image (corrupt LMDB or file?). '
+                         'Re-create it with `basicsr-restore prepare`.')
+    return img
+
+
+def read_meta_info(lmdb_path):
+    """``[(key, (h, w, c)), ...]`` from ``<lmdb_path>/meta_info.txt``."""
+    meta = os.path.join(lmdb_path, META_NAME)
+    if not os.path.isfile(meta):
+        raise FileNotFoundError(f"{meta} is missing: '{lmdb_path}' is not a complete LMDB written by basicsr "
+                                'or basicsr-restore (an interrupted write?). Prepare it again.')
+    entries = []
+    with open(meta, encoding='utf-8') as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            m = _META.match(line.strip())
+            if m is None:
+                raise ValueError(f"{meta} line {number}: expected '<key>.png (h,w,c) level', got {line.strip()!r}")
+            entries.append((m['key'], (int(m['h']), int(m['w']), int(m['c']))))
+    return entries
+
+
+def open_lmdb(path, readonly=True):
+    return lmdb.open(path, readonly=readonly, lock=False, readahead=False, meminit=False)
+
+
+class LmdbWriter:
+    """Write images into ``path`` (``*.lmdb``) as PNG, with basicsr's meta_info; see the module docstring.
+
+    Use as a context manager; the LMDB appears under its final name only when the block ends without error::
+
+        with LmdbWriter('train/gt.lmdb') as w:
+            w.put('scene1_000_s001', img)
+    """
+
+    def __init__(self, path, compress_level=1, overwrite=False, map_size=64 << 20, commit_every=200):
+        if not str(path).endswith('.lmdb'):
+            raise ValueError(f"LMDB output '{path}' must end with .lmdb (basicsr's readers require it)")
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"'{path}' already exists; it is left untouched. Remove it or pass --overwrite.")
+        self.path, self.partial = str(path), f'{path}.partial'
+        self.compress_level, self.map_size, self.commit_every = compress_level, map_size, commit_every
+        self.meta, self._keys, self._pending = [], set(), []
+
+    def __enter__(self):
+        if os.path.exists(self.partial):
+            shutil.rmtree(self.partial)  # leftovers of an interrupted run: start over
+        os.makedirs(self.partial)
+        self.env = lmdb.open(self.partial, map_size=self.map_size)
+        return self
+
+    def put(self, key, img):
+        if key in self._keys:
+            raise ValueError(f"{self.path}: two images map to the key '{key}'; keys must be unique")
+        self._keys.add(key)
+        self._pending.append((key.encode('ascii'), encode_png(img, self.compress_level, f'{self.path}:{key}')))
+        self.meta.append(f'{key}.png ({",".join(map(str, image_shape(img)))}) {self.compress_level}')
+        if len(self._pending) >= self.commit_every:
+            self._commit()
+
+    def _commit(self):
+        while self._pending:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for key, value in self._pending:
+                        txn.put(key, value)
+                self._pending = []
+            except lmdb.MapFullError:
+                self.map_size *= 2
+                self.env.set_mapsize(self.map_size)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.env.close()
+            return False  # the .partial folder stays, clearly incomplete; the next run starts it over
+        self._commit()
+        self.env.sync()
+        self.env.close()
+        with open(os.path.join(self.partial, META_NAME), 'w', encoding='utf-8') as f:
+            f.write('\n'.join(self.meta) + '\n')
+        old = None
+        if os.path.exists(self.path):
+            old = f'{self.path}.old'
+            os.replace(self.path, old)
+        os.replace(self.partial, self.path)
+        if old:
+            shutil.rmtree(old)
+        return False

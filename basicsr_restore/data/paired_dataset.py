@@ -1,0 +1,177 @@
+"""PairedRestorationDataset: degraded/clean pairs from LMDBs or folders, 8- or 16-bit.
+
+Options (``datasets.<phase>``), a superset of basicsr's PairedImageDataset:
+
+* ``dataroot_gt``, ``dataroot_lq``: two ``*.lmdb`` folders (written by ``basicsr-restore prepare`` or by
+  basicsr's ``make_lmdb_from_imgs``) or two image folders (searched recursively, paired by relative
+  path; ``filename_tmpl`` maps an LQ stem to its GT stem, default ``'{}'``);
+* ``io_backend.type``: ``lmdb`` or ``disk`` (default: ``lmdb`` when both roots end with ``.lmdb``);
+* ``gt_size``: training patch size (training only); ``use_hflip``/``use_flip``, ``use_rot``
+  (``geometric_augs`` turns both on);
+* ``channels``: channels every image must have (default 3); ``scale``: LQ size x scale = GT size (1).
+
+Images are decoded unchanged: uint8 is divided by 255, uint16 by 65535 (16-bit data stays 16-bit).
+Any problem with the data raises one error naming the dataset, the image key and the option to fix.
+"""
+import os
+import random
+
+import numpy as np
+from basicsr.data.transforms import augment
+from basicsr.utils import img2tensor
+from torch.utils import data
+
+from basicsr_restore.data.lmdb_io import decode_image, open_lmdb, read_meta_info
+from basicsr_restore.register import register
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def to_float(img, where):
+    """uint8/uint16 image -> float32 HxWxC in [0, 1]."""
+    scale = _SCALES.get(img.dtype)
+    if scale is None:
+        raise ValueError(f'{where}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+    img = img.astype(np.float32) / scale
+    return img[:, :, None] if img.ndim == 2 else img
+
+
+def list_images(root):
+    """Relative paths (without extension) -> file path, recursively, for every image under ``root``."""
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in IMAGE_EXTENSIONS:
+                rel = os.path.relpath(os.path.join(folder, stem), root).replace(os.sep, '/')
+                found[rel] = os.path.join(folder, name)
+    return found
+
+
+@register('dataset')
+class PairedRestorationDataset(data.Dataset):
+    """Paired degraded (``lq``) / ground-truth (``gt``) images; see the module docstring for the options."""
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.name = opt.get('name', 'paired')
+        self.phase = opt.get('phase', 'train')
+        self.where = f"dataset '{self.name}' ({self.phase})"
+        self.scale = int(opt.get('scale') or 1)
+        self.channels = int(opt.get('channels', 3))
+        self.gt_size = opt.get('gt_size')
+        self.hflip = bool(opt.get('use_hflip', opt.get('use_flip', opt.get('geometric_augs', False))))
+        self.rot = bool(opt.get('use_rot', opt.get('geometric_augs', False)))
+        roots = {}
+        for kind in ('gt', 'lq'):
+            root = opt.get(f'dataroot_{kind}')
+            if root is None:
+                raise ValueError(f'{self.where}: option dataroot_{kind} is missing.')
+            if not os.path.isdir(root):
+                raise FileNotFoundError(f"{self.where}: dataroot_{kind} '{root}' does not exist. Prepare the data "
+                                        '(`basicsr-restore prepare ...`) or fix the option.')
+            roots[kind] = root
+        self.roots = roots
+        default = 'lmdb' if all(str(r).rstrip('/').endswith('.lmdb') for r in roots.values()) else 'disk'
+        self.backend = (opt.get('io_backend') or {}).get('type', default)
+        if self.phase == 'train':
+            if not self.gt_size:
+                raise ValueError(f'{self.where}: option gt_size (the training patch size) is missing.')
+            if self.gt_size % self.scale:
+                raise ValueError(f'{self.where}: gt_size {self.gt_size} must be a multiple of scale {self.scale}.')
+        if self.backend == 'lmdb':
+            self.keys = self._lmdb_keys()
+        elif self.backend == 'disk':
+            self.keys = self._disk_pairs()
+        else:
+            raise ValueError(f"{self.where}: io_backend.type must be 'lmdb' or 'disk', got {self.backend!r}.")
+        if not self.keys:
+            raise ValueError(f'{self.where}: no image pairs found in {roots["lq"]} and {roots["gt"]}.')
+        self._envs = None
+
+    # ------------------------------------------------------------------------------------ indexing
+    def _lmdb_keys(self):
+        keys = {}
+        for kind, root in self.roots.items():
+            if not str(root).rstrip('/').endswith('.lmdb'):
+                raise ValueError(f"{self.where}: io_backend lmdb needs dataroot_{kind} ending with .lmdb, got '{root}'.")
+            entries = read_meta_info(root)
+            env = open_lmdb(root)
+            stored = env.stat()['entries']
+            env.close()
+            if stored < len(entries):
+                raise ValueError(f"{self.where}: {root}/meta_info.txt lists {len(entries)} images but the LMDB holds "
+                                 f'{stored}: it is incomplete. Prepare it again.')
+            keys[kind] = [k for k, _ in entries]
+        only_gt = sorted(set(keys['gt']) - set(keys['lq']))
+        only_lq = sorted(set(keys['lq']) - set(keys['gt']))
+        if only_gt or only_lq:
+            raise ValueError(f'{self.where}: the GT and LQ LMDBs hold different keys (only in GT: {only_gt[:3]}, only '
+                             f'in LQ: {only_lq[:3]}); dataroot_gt and dataroot_lq must come from the same preparation.')
+        return sorted(keys['gt'])
+
+    def _disk_pairs(self):
+        gts, lqs = list_images(self.roots['gt']), list_images(self.roots['lq'])
+        tmpl = self.opt.get('filename_tmpl', '{}')
+        self.paths = {}
+        for rel, lq_path in lqs.items():
+            head, stem = os.path.split(rel)
+            gt_rel = '/'.join(p for p in (head, tmpl.format(stem)) if p)
+            if gt_rel not in gts:
+                raise FileNotFoundError(f"{self.where}: LQ image '{lq_path}' has no GT counterpart '{gt_rel}.*' in "
+                                        f"dataroot_gt '{self.roots['gt']}' (filename_tmpl {tmpl!r}).")
+            self.paths[rel] = (gts[gt_rel], lq_path)
+        return sorted(self.paths)
+
+    def __len__(self):
+        return len(self.keys)
+
+    # ------------------------------------------------------------------------------------ reading
+    def _read(self, kind, key):
+        where = f'{self.where}: {kind} image {key!r}'
+        if self.backend == 'lmdb':
+            if self._envs is None:  # opened lazily, once per worker process
+                self._envs = {k: open_lmdb(r) for k, r in self.roots.items()}
+            with self._envs[kind].begin(write=False) as txn:
+                buf = txn.get(key.encode('ascii'))
+            if buf is None:
+                raise KeyError(f"{where} is listed in {self.roots[kind]}/meta_info.txt but not stored in the LMDB. "
+                               'Prepare it again.')
+        else:
+            path = self.paths[key][0 if kind == 'gt' else 1]
+            where = f"{self.where}: {kind} image '{path}'"
+            with open(path, 'rb') as f:
+                buf = f.read()
+        img = to_float(decode_image(buf, where), where)
+        if img.shape[2] != self.channels:
+            raise ValueError(f'{where} has {img.shape[2]} channels, the dataset expects {self.channels} '
+                             '(option channels). Convert the images or set the option.')
+        return img
+
+    def __getitem__(self, index):
+        key = self.keys[index]
+        gt, lq = self._read('gt', key), self._read('lq', key)
+        lh, lw = lq.shape[:2]
+        if gt.shape[:2] != (lh * self.scale, lw * self.scale):
+            raise ValueError(f'{self.where}: image {key!r}: GT is {gt.shape[0]}x{gt.shape[1]} but LQ is {lh}x{lw} '
+                             f'(scale {self.scale}); the pair does not match.')
+        if self.phase == 'train':
+            gt, lq = self._random_crop(gt, lq, key)
+            gt, lq = augment([gt, lq], self.hflip, self.rot)
+        gt, lq = img2tensor([gt, lq], bgr2rgb=self.channels == 3, float32=True)
+        path = key if self.backend == 'lmdb' else self.paths[key][1]
+        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': key if self.backend == 'lmdb' else self.paths[key][0]}
+
+    def _random_crop(self, gt, lq, key):
+        size = self.gt_size // self.scale
+        lh, lw = lq.shape[:2]
+        if lh < size or lw < size:
+            raise ValueError(f'{self.where}: image {key!r} is {gt.shape[0]}x{gt.shape[1]}, smaller than gt_size '
+                             f'{self.gt_size}. Lower gt_size or prepare larger crops.')
+        top, left = random.randint(0, lh - size), random.randint(0, lw - size)
+        lq = lq[top:top + size, left:left + size]
+        s = self.scale
+        gt = gt[top * s:(top + size) * s, left * s:(left + size) * s]
+        return gt, lq

@@ -1,0 +1,1 @@
+"""Models: ``RestorationModel`` (``restoration_model.py``) and its learning-rate schedules."""

@@ -1,0 +1,1 @@
+"""Dataset preparation: raw layouts -> cropped sub-images -> LMDB. One module per dataset."""
