@@ -15,8 +15,8 @@ from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
-from basicsr_restore.archs.layers import crop_to, pad_to_multiple
-from basicsr_restore.models.restoration_model import as_list, extract_state_dict
+from basicsr_restore.archs.layers import restore_any_size
+from basicsr_restore.models.restoration_model import extract_state_dict
 
 
 def load_options(path):
@@ -32,12 +32,6 @@ def load_network(opt, weights, device):
     key = 'params_ema' if isinstance(checkpoint, dict) and 'params_ema' in checkpoint else 'params'
     net.load_state_dict(extract_state_dict(checkpoint, key, f"weights '{weights}'"), strict=True)
     return net.to(device).eval()
-
-
-def restore(net, lq):
-    padded, size = pad_to_multiple(lq, getattr(net, 'pad_multiple', 1))
-    with torch.no_grad():
-        return crop_to(as_list(net(padded))[-1], size)
 
 
 def labelled(img, text):
@@ -66,7 +60,8 @@ def run(args):
         dataset = build_dataset(ds_opt)
         for item in dataset:
             lq = item['lq'][None].to(device)
-            out = restore(net, lq)
+            with torch.no_grad():
+                out = restore_any_size(net, lq)
             imgs = [tensor2img(t.cpu()) for t in (lq, out, item['gt'][None])]
             image = os.path.splitext(os.path.basename(str(item['lq_path'])))[0]
             row = {'dataset': ds_opt.get('name', key), 'image': image,

@@ -33,9 +33,11 @@ original-resolution stage of 3 blocks of ``num_cab`` blocks at width ``C+S_o``, 
 ``qk_in_blocks=False, qk_in_fusion=False`` the network *is* MPRNet (same computation and parameter count;
 only the fusion keys are named ``mffb{k}.key_{enc,dec}`` instead of ``csff_{enc,dec}{k}``/``conv_*``).
 
-Task presets (MPRNet's widths): deblur ``n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32`` (default);
-denoise ``80, 48, 32``; derain ``40, 20, 16``. No official checkpoint exists (``official_param_key=None``);
-the committed manifests pin this module's own layout.
+Task presets (MPRNet's widths): deblur ``n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32`` (default,
+20,780,545 parameters, ~803 GMACs at 256x256); denoise ``80, 48, 32`` (16,256,689); derain ``40, 20, 16``
+(3,761,761). No official checkpoint exists (``official_param_key=None``); the committed manifests
+``EIRN_{deblur,denoise,derain}.json`` pin this module's own layout so that saved checkpoints stay loadable.
+The spec's alternative HINet skeleton is not implemented.
 """
 import torch
 import torch.nn.functional as F
@@ -277,8 +279,9 @@ class ORSNet(nn.Module):
             self.add_module(f'orb{i}', ORB(width, num_cab, make_block))
         self.up_enc1 = UpSample(n_feat, scale_unetfeats)
         self.up_dec1 = UpSample(n_feat, scale_unetfeats)
-        self.up_enc2 = nn.Sequential(UpSample(n_feat + scale_unetfeats, scale_unetfeats), UpSample(n_feat, scale_unetfeats))
-        self.up_dec2 = nn.Sequential(UpSample(n_feat + scale_unetfeats, scale_unetfeats), UpSample(n_feat, scale_unetfeats))
+        mid = n_feat + scale_unetfeats
+        self.up_enc2 = nn.Sequential(UpSample(mid, scale_unetfeats), UpSample(n_feat, scale_unetfeats))
+        self.up_dec2 = nn.Sequential(UpSample(mid, scale_unetfeats), UpSample(n_feat, scale_unetfeats))
         for i in (1, 2, 3):
             self.add_module(f'mffb{i}', MFFB(n_feat, width, width, qk_in_fusion, **gate_kwargs))
 

@@ -123,6 +123,7 @@ class IRNeXt(MultiScaleUNet):
             configuration, meant for quick experiments; must be a multiple of 8).
     """
     pad_multiple = 32
+    min_size = 64
     multi_output = True
     official_param_key = 'model'
 
@@ -132,6 +133,10 @@ class IRNeXt(MultiScaleUNet):
 
     def forward(self, x):
         check_multiple('IRNeXt', x, self.pad_multiple)
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(f'IRNeXt needs inputs of at least {self.min_size}x{self.min_size} (its 1/32-scale maps '
+                             f'are reflect-padded), got {x.shape[-2]}x{x.shape[-1]}: set datasets.train.gt_size to 64 '
+                             'or more, or pad the input.')
         if self.training and x.shape[0] < 2:
             raise ValueError('IRNeXt trains its dynamic filters with BatchNorm over one value per sample: '
                              'set datasets.train.batch_size_per_gpu to 2 or more.')

@@ -20,13 +20,13 @@ def check_multiple(net_name, x, multiple):
                          + hint.format(m=multiple))
 
 
-def pad_to_multiple(x, multiple, mode='reflect'):
-    """Pad ``x`` (N,C,H,W) at the bottom/right to multiples of ``multiple``; return it and the original size.
-
-    Reflection needs the pad to be smaller than the image; tiny images fall back to replication.
+def pad_to_multiple(x, multiple, mode='reflect', min_size=0):
+    """Pad ``x`` (N,C,H,W) at the bottom/right to multiples of ``multiple`` (and at least ``min_size``);
+    return it and the original size. Reflection needs the pad to be smaller than the image; tiny images
+    fall back to replication.
     """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = max((-h) % multiple, min_size - h), max((-w) % multiple, min_size - w)
     if ph or pw:
         if mode == 'reflect' and (ph >= h or pw >= w):
             mode = 'replicate'
@@ -45,6 +45,14 @@ def crop_to(outputs, size):
         factor = full_h // out.shape[-2]
         cropped.append(out[..., :-(-h // factor), :-(-w // factor)])
     return cropped
+
+
+def restore_any_size(net, x):
+    """Run ``net`` on ``x`` of any size: pad to the network's ``pad_multiple``/``min_size``, take the final
+    output of a multi-output network, crop back to the input size. The caller picks eval/no_grad."""
+    padded, size = pad_to_multiple(x, getattr(net, 'pad_multiple', 1), min_size=getattr(net, 'min_size', 0))
+    out = net(padded)
+    return crop_to(out[-1] if isinstance(out, (list, tuple)) else out, size)
 
 
 # ------------------------------------------------------------------------------------ basic conv units

@@ -28,7 +28,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
-from basicsr_restore.archs.layers import crop_to, pad_to_multiple
+from basicsr_restore.archs.layers import restore_any_size
 from basicsr_restore.models.lr_scheduler import WarmupCosineLR
 from basicsr_restore.register import register
 
@@ -246,11 +246,10 @@ class RestorationModel(SRModel):
     # ---------------------------------------------------------------------------------- inference
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
-        multiple = getattr(self.get_bare_model(net), 'pad_multiple', 1)
+        bare = self.get_bare_model(net)
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            padded, size = pad_to_multiple(self.lq, multiple)
-            self.output = crop_to(as_list(net(padded))[-1], size)
+            self.output = restore_any_size(bare, self.lq)
         if was_training:
             net.train()
