@@ -66,3 +66,16 @@ def test_grad_clip_bounds_the_gradient_norm(monkeypatch):
     model.optimize_parameters(1)
     # unclipped, the gradient of 3 L1 terms w.r.t. the gain is 3; SGD with lr 1 then moves it by the clip norm
     assert abs(model.net_g.gain.item() - (1.0 - 0.001)) < 1e-7
+
+
+def test_clamp_output_clamps_before_the_loss(monkeypatch):
+    from basicsr.utils.registry import ARCH_REGISTRY
+    monkeypatch.setitem(ARCH_REGISTRY._obj_map, 'ThreeScales', ThreeScales)
+    opt = {'is_train': True, 'num_gpu': 0, 'dist': False, 'network_g': {'type': 'ThreeScales'}, 'path': {},
+           'train': {'optim_g': {'type': 'Adam', 'lr': 0.1}, 'total_iter': 10, 'clamp_output': True,
+                     'scheduler': {'type': 'WarmupCosineLR'}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}}}
+    model = RestorationModel(opt)
+    model.feed_data({'lq': torch.full((1, 3, 8, 8), 2.0), 'gt': torch.ones(1, 3, 8, 8)})
+    model.optimize_parameters(1)
+    assert model.log_dict['l_pixel'] == 0  # 2 * gain clamps to 1 = gt
+    assert model.net_g.gain.item() == 1.0  # no gradient through the clamp: no step

@@ -149,3 +149,18 @@ def test_report_scores_input_and_output_and_writes_strips(trained):
     missing = run(['basicsr-restore', 'report', '-opt', str(work / 'first.yml'), '--weights', 'nope.pth'], cwd=work,
                   check=False)
     assert missing.returncode == 2 and "weights 'nope.pth' not found" in missing.stderr
+
+
+@pytest.mark.parametrize('network', ['IRNeXt', 'ChaIR', 'MIRNet', 'DRCNet', 'EIRN'])
+def test_demo_option_file_trains_through_the_stock_runner(network, demo_data, tmp_path):
+    """options/demo/<Net>_demo.yml as shipped (relative data paths), cut to 2 iterations and a validation."""
+    from conftest import ROOT
+    (tmp_path / 'datasets').mkdir()
+    os.symlink(demo_data, tmp_path / 'datasets' / 'demo')
+    opt = os.path.join(ROOT, 'options', 'demo', f'{network}_demo.yml')
+    run(['python', '-m', 'basicsr.train', '-opt', opt, '--force_yml', 'train:total_iter=2', 'train:scheduler:warmup_iter=1', 'val:val_freq=2',
+         'logger:save_checkpoint_freq=2', 'logger:print_freq=1', 'datasets:train:batch_size_per_gpu=2'], cwd=tmp_path)
+    text = logs(tmp_path / 'experiments' / f'{network}_demo')
+    assert f'Network [{network}] is created.' in text
+    assert re.search(r'# psnr: \d+\.\d+', text)
+    assert (tmp_path / 'experiments' / f'{network}_demo' / 'models' / 'net_g_2.pth').is_file()

@@ -9,6 +9,7 @@ What it adds to SRModel (option keys under ``train`` unless said otherwise):
 * ``scheduler.type``: basicsr's ``MultiStepLR``/``MultiStepRestartLR``/``CosineAnnealingRestartLR`` and
   ``WarmupCosineLR`` (linear warm-up, then cosine to ``eta_min``);
 * ``grad_clip``: max norm of the gradients (``clip_grad_norm_``), off when absent;
+* ``clamp_output``: clamp the outputs to [0, 1] before the losses (MIRNet's recipe), off by default;
 * EMA (``ema_decay``) that also follows buffers, so BatchNorm statistics of ``net_g_ema`` are right;
 * test-time padding to the network's ``pad_multiple`` (reflect, bottom/right) and crop back; the last
   output is the result;
@@ -153,6 +154,7 @@ class RestorationModel(SRModel):
         if not self.losses:
             raise ValueError('train: no loss is configured. Add e.g. `pixel_opt: {type: L1Loss, loss_weight: 1.0}` '
                              '(every train.<name>_opt with a type is a loss).')
+        self.clamp_output = bool(train_opt.get('clamp_output', False))
         self.grad_clip = train_opt.get('grad_clip')
         if self.grad_clip is not None and not float(self.grad_clip) > 0:
             raise ValueError(f'train.grad_clip must be a positive max-norm (e.g. 0.001) or absent, got {self.grad_clip!r}')
@@ -213,6 +215,8 @@ class RestorationModel(SRModel):
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
         outputs = as_list(self.net_g(self.lq))
+        if self.clamp_output:
+            outputs = [out.clamp(0, 1) for out in outputs]
         self.output = outputs[-1]
 
         total = 0
