@@ -100,11 +100,16 @@ def test_stock_test_runner_pads_and_writes_results(trained, demo_data):
         'val': {'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}},
     }
     run(['python', '-m', 'basicsr.test', '-opt', write_yaml(work / 'test.yml', opt)], cwd=work)
-    results = work / 'results' / 'tiny_test'
-    saved = glob.glob(str(results / 'visualization' / 'demo_val' / '*.png'))
-    assert len(saved) == 1
-    assert cv2.imread(saved[0]).shape == cv2.imread(str(demo_data / 'val' / 'gt' / 'chelsea.png')).shape
-    assert re.search(r'# psnr: \d+\.\d+', logs(results))
+    # the explicit wrapper, from another directory
+    other = work / 'elsewhere'
+    other.mkdir()
+    run(['python', '-m', 'basicsr_restore.test', '-opt', write_yaml(work / 'test2.yml', dict(opt, name='wrapped_test'))],
+        cwd=other)
+    for results in (work / 'results' / 'tiny_test', other / 'results' / 'wrapped_test'):
+        saved = glob.glob(str(results / 'visualization' / 'demo_val' / '*.png'))
+        assert len(saved) == 1
+        assert cv2.imread(saved[0]).shape == cv2.imread(str(demo_data / 'val' / 'gt' / 'chelsea.png')).shape
+        assert re.search(r'# psnr: \d+\.\d+', logs(results))
 
 
 def test_wrapper_runs_train_with_cwd_as_root(demo_data, tmp_path):

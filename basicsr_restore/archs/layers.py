@@ -158,3 +158,27 @@ class MultiScaleUNet(nn.Module):
         d1 = self.Decoder[2](self.Convs[1](torch.cat([self.feat_extract[4](d2), e1], dim=1)))
         out_full = self.feat_extract[5](d1) + x
         return [out_quarter, out_half, out_full]
+
+
+# ---------------------------------------------------------------------------------- attention units
+class SimAM(nn.Module):
+    """Parameter-free energy-based attention (SimAM, Yang et al., ICML 2021).
+
+    Every activation ``t`` of a channel is weighted by ``sigmoid(1/e*)``, where the minimal energy of
+    separating it from the other activations of its channel gives the importance
+    ``1/e* = (t - mu)^2 / (4 (var + e_lambda)) + 1/2``; ``mu`` and ``var`` are the channel's spatial
+    mean and variance (unbiased: divisor ``H*W - 1``), per sample.
+    """
+
+    def __init__(self, e_lambda=1e-4):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        n = x.shape[-2] * x.shape[-1] - 1
+        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
+        importance = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
+        return x * torch.sigmoid(importance)
+
+    def extra_repr(self):
+        return f'e_lambda={self.e_lambda}'

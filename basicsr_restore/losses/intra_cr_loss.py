@@ -1,0 +1,184 @@
+"""Intra-class contrastive regularisation (Intra-CR) of DRCNet, with its L1 term, as the official loss
+computes it.
+
+In a frozen VGG19 feature space the restored image (anchor) is pulled towards the ground truth (positive)
+and pushed away from negatives built from the same training pair: the degraded input and its mixes with
+the ground truth. Per tap ``i`` the term is the ratio
+
+    r_i = D_i(p, y) / (sum_k w_k D_i(p, n_k) + 1e-7),   n_k = lambda_k * lq + (1 - lambda_k) * y,
+
+with ``D`` the mean absolute difference of the features (positive and negative features carry no
+gradient). The loss is ``loss_weight * (pixel_weight * L1(p, y) + cr_weight * sum_i layer_weight_i * r_i)``.
+Official values: lambdas and denominator weights (1, 0.95, 0.9), taps relu1_1/relu2_1/relu3_1 with
+weights 1/16, 1/8, 1/4 (the official list has a fourth weight, 1, that no tap uses), ``cr_weight`` 0.05,
+``pixel_weight`` 1, no ImageNet normalisation of the input; ``loss_weight`` 0.5 (GoPro, Rain13k) or 1
+(SIDD), applied to both DRCNet outputs.
+
+The VGG19 weights are read from a local file (torchvision's ``vgg19-dcbb9e9d.pth``); nothing is downloaded.
+"""
+import logging
+import os
+
+import torch
+import torch.nn.functional as F
+from basicsr.archs.vgg_arch import NAMES
+from torch import nn
+
+from basicsr_restore.register import register
+
+VGG19_FILE = 'vgg19-dcbb9e9d.pth'
+#: where BasicSR's own VGG feature extractor looks for the same file (relative to the working directory)
+DEFAULT_VGG_WEIGHTS = os.path.join('experiments', 'pretrained_models', VGG19_FILE)
+# torchvision's VGG19 ``features`` ("configuration E"): output channels of each 3x3 conv, 'M' = max-pool
+_VGG19_CFG = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg19_features(num_layers):
+    """The first ``num_layers`` modules of torchvision's ``vgg19().features``, with the same indices."""
+    layers, in_ch = [], 3
+    for v in _VGG19_CFG:
+        if v == 'M':
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = v
+    return nn.Sequential(*layers[:num_layers])
+
+
+class VGG19Taps(nn.Module):
+    """Frozen VGG19 prefix returning the activations at ``taps`` (names as in basicsr's ``NAMES['vgg19']``,
+    e.g. ``relu3_1``), shallow to deep.
+
+    Args:
+        taps (sequence of str): layers to return.
+        weights (str): path to a state dict in torchvision's ``vgg19`` layout (``features.<i>.weight`` ...),
+            or ``'random'`` for an untrained network (tests only).
+        use_input_norm (bool): normalise the input with the ImageNet mean/std first.
+    """
+
+    def __init__(self, taps, weights, use_input_norm=False):
+        super().__init__()
+        names = NAMES['vgg19']
+        unknown = [t for t in taps if t not in names]
+        if unknown or not taps:
+            raise ValueError(f'VGG19 taps must be a non-empty list of layer names from {names}, got {list(taps)}')
+        self.indices = [names.index(t) for t in taps]
+        if self.indices != sorted(set(self.indices)):
+            raise ValueError(f'VGG19 taps must be distinct and ordered shallow to deep, got {list(taps)}')
+        self.features = vgg19_features(self.indices[-1] + 1)
+        if weights == 'random':
+            for m in self.features.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                    nn.init.zeros_(m.bias)
+        else:
+            self.features.load_state_dict(self._read_weights(weights))
+        self.use_input_norm = use_input_norm
+        self.register_buffer('mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def _read_weights(self, path):
+        path = os.path.expanduser(str(path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"IntraCRLoss: VGG19 weights not found at '{path}' (absolute: {os.path.abspath(path)}). Put "
+                f"torchvision's ImageNet VGG19 weights there: the file {VGG19_FILE} (IMAGENET1K_V1, a state dict in "
+                "torchvision's vgg19 layout, features.0.weight ...; published at "
+                f'https://download.pytorch.org/models/{VGG19_FILE}), or set the loss option vgg_weights to the path '
+                "of that file. Nothing is downloaded. (vgg_weights: random builds an untrained VGG, for tests only.)")
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        own = self.features.state_dict()
+        wanted = {k: state.get(f'features.{k}') for k in own}
+        missing = [f'features.{k}' for k, v in wanted.items() if v is None]
+        if missing:
+            raise ValueError(f"IntraCRLoss: '{path}' is not a torchvision vgg19 state dict (missing {missing[:4]}...); "
+                             f"expected torchvision's {VGG19_FILE}.")
+        return wanted
+
+    def train(self, mode=True):
+        return super().train(False)  # always frozen, in eval mode
+
+    def forward(self, x):
+        if self.use_input_norm:
+            x = (x - self.mean) / self.std
+        taps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.indices:
+                taps.append(x)
+        return taps
+
+
+@register('loss')
+class IntraCRLoss(nn.Module):
+    """DRCNet's training loss: L1 plus intra-class contrastive regularisation, called as
+    ``loss(pred, target, lq)`` (``needs_lq``: the model passes the degraded input).
+
+    Args:
+        loss_weight (float): multiplies the whole loss (official 0.5 for GoPro/Rain13k, 1 for SIDD).
+        reduction (str): ``'mean'`` or ``'sum'`` for the L1 term (the contrastive term is always a mean).
+        pixel_weight (float): weight of the L1 term (official 1; 0 leaves the contrastive term alone, e.g.
+            next to a separate pixel loss).
+        cr_weight (float): weight of the contrastive term (official 0.05).
+        neg_lambdas (sequence of float): share of ``lq`` in each negative (official 1, 0.95, 0.9).
+        neg_weights (sequence of float or None): weights of the negatives in the denominator; None: the
+            ``neg_lambdas`` (official).
+        layer_taps (sequence of str): VGG19 layers (official relu1_1, relu2_1, relu3_1).
+        layer_weights (sequence of float): one per tap (official 1/16, 1/8, 1/4).
+        vgg_weights (str): path of torchvision's VGG19 weights ``vgg19-dcbb9e9d.pth`` (default: BasicSR's
+            ``experiments/pretrained_models/vgg19-dcbb9e9d.pth``, relative to the working directory), or
+            ``'random'`` for an untrained VGG (tests only; logs a warning).
+        use_input_norm (bool): ImageNet mean/std normalisation before the VGG (official: no).
+
+    The VGG runs on the anchor with gradients and on the positive and the negatives without; the distances
+    and the ratios are computed in float32. ``target`` and ``lq`` never receive gradients.
+    """
+    needs_lq = True
+
+    def __init__(self, loss_weight=1.0, reduction='mean', pixel_weight=1.0, cr_weight=0.05,
+                 neg_lambdas=(1.0, 0.95, 0.9), neg_weights=None, layer_taps=('relu1_1', 'relu2_1', 'relu3_1'),
+                 layer_weights=(1 / 16, 1 / 8, 1 / 4), vgg_weights=DEFAULT_VGG_WEIGHTS, use_input_norm=False):
+        super().__init__()
+        if reduction not in ('mean', 'sum'):
+            raise ValueError(f"IntraCRLoss: reduction must be 'mean' or 'sum', got {reduction!r}")
+        neg_weights = neg_lambdas if neg_weights is None else neg_weights
+        if not neg_lambdas or len(neg_weights) != len(neg_lambdas):
+            raise ValueError(f'IntraCRLoss: neg_weights {list(neg_weights)} must give one weight per negative '
+                             f'of neg_lambdas {list(neg_lambdas)}')
+        if len(layer_weights) != len(layer_taps):
+            raise ValueError(f'IntraCRLoss: layer_weights {list(layer_weights)} must give one weight per tap of '
+                             f'layer_taps {list(layer_taps)}')
+        self.loss_weight, self.reduction = loss_weight, reduction
+        self.pixel_weight, self.cr_weight = pixel_weight, cr_weight
+        self.neg_lambdas = tuple(float(v) for v in neg_lambdas)
+        self.neg_weights = tuple(float(v) for v in neg_weights)
+        self.layer_weights = tuple(float(v) for v in layer_weights)
+        if vgg_weights == 'random':
+            logging.getLogger('basicsr').warning(
+                'IntraCRLoss: vgg_weights is "random": the contrastive term uses an UNTRAINED VGG19. This is for '
+                f'tests only; set vgg_weights to the path of torchvision\'s {VGG19_FILE} to train for real.')
+        self.vgg = VGG19Taps(tuple(layer_taps), vgg_weights, use_input_norm)
+
+    def contrastive(self, pred, target, lq):
+        """``sum_i layer_weight_i * D_i(p, y) / (sum_k w_k D_i(p, n_k) + 1e-7)`` (no loss weight)."""
+        refs = [target] + [lam * lq + (1 - lam) * target for lam in self.neg_lambdas]
+        with torch.no_grad():
+            ref_feats = self.vgg(torch.cat(refs, dim=0))
+        total = 0
+        for weight, anchor, refs_i in zip(self.layer_weights, self.vgg(pred), ref_feats):
+            anchor = anchor.float()
+            pos, *negs = refs_i.float().chunk(len(refs), dim=0)
+            denominator = sum(w * F.l1_loss(anchor, n) for w, n in zip(self.neg_weights, negs))
+            total = total + weight * F.l1_loss(anchor, pos) / (denominator + 1e-7)
+        return total
+
+    def forward(self, pred, target, lq, **kwargs):
+        target, lq = target.detach(), lq.detach()
+        loss = self.cr_weight * self.contrastive(pred, target, lq)
+        if self.pixel_weight:
+            loss = loss + self.pixel_weight * F.l1_loss(pred.float(), target.float(), reduction=self.reduction)
+        return self.loss_weight * loss
