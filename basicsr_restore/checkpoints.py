@@ -1,0 +1,270 @@
+"""Reading weights files in every layout users meet, and building a network from a name or an option file.
+
+Layouts recognised (the key is detected, and ``module.`` / ``_orig_mod.`` prefixes of DataParallel, DDP
+and ``torch.compile`` are stripped):
+
+* BasicSR: ``{'params': sd}`` or ``{'params': sd, 'params_ema': sd}`` (EMA preferred when present);
+* the authors' releases: ``{'model': sd}`` (ChaIR, IRNeXt), ``{'state_dict': sd}`` (MIRNet), and the other
+  common keys (``model_state_dict``, ``net_g``, ``generator``), with or without optimizer state beside;
+* a bare state dict.
+
+Files are opened with ``torch.load(weights_only=True)``: tensors and plain containers only, no code runs.
+A file that pickles other objects is refused unless the caller says it is trusted.
+
+The key lookup and prefix stripping of :func:`basicsr_restore.models.restoration_model.extract_state_dict`
+(used by the training model) is reused here; this module adds the detection report, the strict fit check
+that lists what is missing/unexpected, and the network builders shared by ``infer``, ``bench`` and
+``convert``.
+"""
+import inspect
+import json
+import os
+import pickle
+from collections import OrderedDict
+
+import torch
+import yaml
+from torch import nn
+
+from basicsr_restore.models.restoration_model import _CHECKPOINT_KEYS, extract_state_dict
+
+#: prefixes wrappers add to every key: DataParallel/DDP, torch.compile
+WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used as asked; the message says which file and what to do."""
+
+
+# --------------------------------------------------------------------------------------------- reading
+def read_checkpoint(path, trusted=False, what='weights'):
+    """``torch.load`` ``path`` on the CPU, weights-only unless ``trusted``; clear errors for every failure.
+
+    A trusted file holding a whole pickled ``nn.Module`` is accepted: its ``state_dict()`` is returned.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} '{path}' does not exist (weights are never downloaded: give a local file).")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{what} '{path}' is a folder; give the weights file itself (.pth, .pkl, .pt).")
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=not trusted)
+    except pickle.UnpicklingError as exc:
+        if trusted:
+            raise CheckpointError(f"{what} '{path}' is not a readable PyTorch file ({_first_line(exc)}).") from None
+        raise CheckpointError(
+            f"{what} '{path}' is not a weights-only file: it pickles Python objects besides tensors "
+            f'({_first_line(exc)}). Loading it would run code stored in the file. If you trust where it comes '
+            'from, pass --trusted.') from None
+    except Exception as exc:  # zip/pickle/format errors of a file that is not a torch checkpoint at all
+        raise CheckpointError(f"{what} '{path}' is not a PyTorch checkpoint ({type(exc).__name__}: "
+                              f'{_first_line(exc)}).') from None
+    if isinstance(checkpoint, nn.Module):
+        checkpoint = checkpoint.state_dict()
+    return checkpoint
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------- the state dict
+def is_state_dict(obj):
+    return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def detect_key(checkpoint, param_key=None, official_key=None, prefer_ema=True):
+    """Which entry of ``checkpoint`` holds the weights: ``(key or None for a bare state dict, why)``.
+
+    Order: the explicit ``param_key`` (when present; otherwise detection goes on, and ``why`` says so); a bare
+    state dict; ``params_ema`` then ``params`` (BasicSR, EMA
+    first when ``prefer_ema``); the architecture's ``official_key``; the other known keys.
+    """
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'the file holds a {type(checkpoint).__name__}, not a state dict or a dict of them.')
+    if param_key and isinstance(checkpoint.get(param_key), dict):
+        return param_key, 'asked for'
+    absent = f'{param_key!r} absent, ' if param_key else ''
+    if is_state_dict(checkpoint):
+        return None, absent + 'bare state dict'
+    order = ['params_ema', 'params'] if prefer_ema else ['params', 'params_ema']
+    if official_key:
+        order.append(official_key)
+    order += [k for k in _CHECKPOINT_KEYS if k not in order]
+    for key in order:
+        if isinstance(checkpoint.get(key), dict) and checkpoint[key]:
+            why = "the architecture's official key" if key == official_key else 'detected'
+            return key, absent + why
+    raise CheckpointError(f'no state dict found: the file has the keys {_key_list(checkpoint)} and none of the '
+                          f'known ones ({", ".join(_CHECKPOINT_KEYS)}) holds tensors. {_hint(checkpoint)}')
+
+
+def _key_list(d):
+    keys = [str(k) for k in d]
+    return keys[:12] + ([f'... {len(keys) - 12} more'] if len(keys) > 12 else [])
+
+
+def _hint(checkpoint):
+    nested = [k for k, v in checkpoint.items() if isinstance(v, dict) and v]
+    return f'Pass the key that holds the weights (entries that are dicts: {nested[:8]}).' if nested else ''
+
+
+def find_state_dict(checkpoint, param_key=None, official_key=None, prefer_ema=True, where='weights'):
+    """The state dict of ``checkpoint`` with wrapper prefixes stripped, and a report of how it was found.
+
+    Returns ``(state, info)``; ``info`` has ``key`` (None for a bare state dict), ``why``, ``top_keys``,
+    ``stripped`` (prefix -> number of keys) and ``tensors``.
+    """
+    try:
+        key, why = detect_key(checkpoint, param_key, official_key, prefer_ema)
+    except CheckpointError as exc:
+        raise CheckpointError(f'{where}: {exc}') from None
+    raw = checkpoint if key is None else checkpoint[key]
+    non_tensors = [k for k, v in raw.items() if not torch.is_tensor(v)]
+    if non_tensors:
+        raise CheckpointError(f'{where}: the entry {key!r} is not a state dict (non-tensor values under '
+                              f'{non_tensors[:5]}). Pass the key that holds the weights.')
+    stripped = {p: 0 for p in WRAPPER_PREFIXES}
+    state = raw
+    for prefix in WRAPPER_PREFIXES:
+        # extract_state_dict strips 'module.'; the compile prefix is stripped the same way, once
+        stripped[prefix] = sum(1 for k in state if k.startswith(prefix))
+        if prefix == 'module.':
+            state = extract_state_dict({'w': state}, 'w', where)
+        else:
+            state = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
+    info = {'key': key, 'why': why, 'top_keys': _key_list(checkpoint) if key is not None else [],
+            'stripped': {p: n for p, n in stripped.items() if n}, 'tensors': len(state)}
+    return state, info
+
+
+def describe(info):
+    """One line for the user: where the weights were found and what was stripped."""
+    where = 'a bare state dict' if info['key'] is None else f"key {info['key']!r} ({info['why']})"
+    text = f"{where}, {info['tensors']} tensors"
+    for prefix, n in info['stripped'].items():
+        text += f", '{prefix}' stripped from {n} keys"
+    return text
+
+
+def fit_report(net, state):
+    """``(missing, unexpected, shape_mismatches)`` of loading ``state`` into ``net``."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f'{k}: file {tuple(v.shape)} vs network {tuple(own[k].shape)}'
+              for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    return missing, unexpected, shapes
+
+
+def load_into(net, state, where='weights', strict=True):
+    """Load ``state`` into ``net``; with ``strict`` any missing/unexpected key or shape mismatch is one
+    error listing them. Without it, the tensors that fit are loaded. Returns the fit report."""
+    missing, unexpected, shapes = fit_report(net, state)
+    if strict and (missing or unexpected or shapes):
+        parts = []
+        for label, items in (('missing keys', missing), ('unexpected keys', unexpected), ('shape mismatches', shapes)):
+            if items:
+                more = f' ... and {len(items) - 8} more' if len(items) > 8 else ''
+                parts.append(f'{len(items)} {label}: {", ".join(items[:8])}{more}')
+        raise CheckpointError(
+            f'{where} does not fit {type(net).__name__}: ' + '; '.join(parts) + '. Check the architecture and its '
+            'arguments (e.g. num_res, base_channel, the preset), or that the file is for this network.')
+    fitting = {k: v for k, v in state.items() if k not in unexpected and not any(s.startswith(f'{k}:') for s in shapes)}
+    net.load_state_dict(fitting, strict=False)
+    return missing, unexpected, shapes
+
+
+# ------------------------------------------------------------------------------------ building networks
+def parse_arch_args(tokens, where='--arch-args'):
+    """``['num_res=14', 'low_pass=local']`` or ``['{"num_res": 14}']`` -> dict (values parsed as YAML)."""
+    kwargs = {}
+    for token in tokens or []:
+        token = token.strip()
+        if token.startswith('{'):
+            try:
+                value = json.loads(token)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'{where}: {token!r} is not valid JSON ({exc}).') from None
+            if not isinstance(value, dict):
+                raise ValueError(f'{where}: {token!r} must be a JSON object.')
+            kwargs.update(value)
+        elif '=' in token:
+            key, text = token.split('=', 1)
+            try:
+                kwargs[key.strip()] = yaml.safe_load(text) if text.strip() else ''
+            except yaml.YAMLError:
+                kwargs[key.strip()] = text
+        else:
+            raise ValueError(f"{where}: {token!r} is neither key=value nor a JSON object (e.g. num_res=14 or "
+                             '\'{"num_res": 14}\').')
+    return kwargs
+
+
+def arch_class(name):
+    """The registered architecture class ``name`` (ours or basicsr's), or a clear error listing ours."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import basicsr_restore  # noqa: F401  (registers our networks)
+    from basicsr_restore.register import OURS
+    if name not in ARCH_REGISTRY:
+        raise ValueError(f"architecture {name!r} is not registered. This package provides: {', '.join(OURS['arch'])} "
+                         "(basicsr's own networks work too). `basicsr-restore doctor` lists every name.")
+    return ARCH_REGISTRY.get(name)
+
+
+def build_arch(name, kwargs, where='--arch-args'):
+    """``name(**kwargs)`` with a clear error for unknown or bad arguments."""
+    cls = arch_class(name)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        try:
+            signature = str(inspect.signature(cls.__init__)).replace('(self, ', '(').replace('(self)', '()')
+        except (TypeError, ValueError):
+            signature = '(...)'
+        raise ValueError(f'{where}: {name}{signature} cannot be built with {kwargs}: {_first_line(exc)}') from None
+
+
+def config_text(name, kwargs):
+    """``IRNeXt(num_res=14, low_pass='local')``: how a configuration is shown to the user."""
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+
+
+def load_options(path):
+    """A BasicSR option file as a dict (only the parts read here: ``network_g``, ``path``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"-opt '{path}' does not exist.")
+    with open(path, encoding='utf-8') as f:
+        try:
+            opt = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"-opt '{path}' is not valid YAML: {_first_line(exc)}") from None
+    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
+        raise ValueError(f"-opt '{path}' has no network_g with a type (e.g. network_g: {{type: IRNeXt}}).")
+    return opt
+
+
+def network_spec(opt_path=None, arch=None, arch_args=None):
+    """``(name, kwargs, opt)`` from an option file's ``network_g`` or from ``--arch``/``--arch-args``."""
+    if opt_path and arch:
+        raise ValueError('give either -opt or --arch, not both (the option file names the network in network_g).')
+    if opt_path:
+        opt = load_options(opt_path)
+        kwargs = {k: v for k, v in opt['network_g'].items() if k != 'type'}
+        kwargs.update(parse_arch_args(arch_args))
+        return opt['network_g']['type'], kwargs, opt
+    if arch:
+        return arch, parse_arch_args(arch_args), None
+    raise ValueError('name the network: -opt OPTIONS.yml (its network_g and path.pretrain_network_g) or '
+                     '--arch NAME --weights FILE [--arch-args key=value ...].')
+
+
+def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=False, what='--weights'):
+    """Build ``name(**kwargs)`` and load ``weights`` into it; returns ``(net, info)`` (see find_state_dict)."""
+    net = build_arch(name, kwargs)
+    checkpoint = read_checkpoint(weights, trusted=trusted, what=what)
+    where = f"{what} '{weights}'"
+    state, info = find_state_dict(checkpoint, param_key, getattr(net, 'official_param_key', None), where=where)
+    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict)
+    return net, info

@@ -1,0 +1,467 @@
+"""``basicsr-restore infer``: restore a file, a folder or a glob of images with a trained network.
+
+The network comes from a test option file (``-opt``: ``network_g``, ``path.pretrain_network_g``,
+``path.param_key_g``) or from ``--arch NAME --weights FILE [--arch-args key=value ...]`` (any checkpoint
+layout of :mod:`basicsr_restore.checkpoints`, strict loading).
+
+* **Any size**: each forward pads (reflect, bottom/right) to the network's ``pad_multiple`` and
+  ``min_size`` and crops back.
+* **Tiles** (``--tile N --tile-overlap M``): the image is cut into N x N tiles overlapping by at least M
+  pixels; each tile's output is blended with weights that are zero within M/4 of a tile's inner edges and
+  ramp linearly to one over the next M/2. For a network whose receptive-field radius is below M/4 (and
+  without global operations such as global pooling or instance norm), the tiled result equals the
+  whole-image result up to float rounding; for U-Nets the ramps hide the seams.
+* **TTA** (``--tta``): the mean of the outputs for the 8 flips/rotations (x8 slower).
+* **Bit depth and channels**: 8- and 16-bit PNG/TIFF (JPEG/BMP/WebP in, PNG out); 16-bit stays 16-bit.
+  Grayscale images are replicated to RGB and written back as gray; an alpha channel is kept aside and
+  re-attached unchanged.
+* ``--compare`` writes ``input | output [| ground truth]`` strips (8-bit) to ``<out>/compare/``;
+  ``--gt DIR`` scores the outputs (PSNR/SSIM on RGB with basicsr's metrics, in the images' own bit depth)
+  and writes ``metrics<suffix>.csv`` and ``metrics<suffix>.md`` to the output folder.
+"""
+import glob
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from basicsr_restore.archs.layers import restore_any_size
+
+IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.webp')
+LOSSLESS_EXTS = ('.png', '.tif', '.tiff')
+PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# ITU-R BT.601 luma (OpenCV's BGR2GRAY weights), applied before quantisation
+LUMA_BGR = np.array([0.114, 0.587, 0.299])
+
+
+class ImageError(ValueError):
+    """One image that cannot be processed; the run goes on with the others and exits with status 2."""
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def list_inputs(spec):
+    """The image files named by ``spec``: one file, every image directly in a folder, or a glob pattern."""
+    if os.path.isdir(spec):
+        files = sorted(os.path.join(spec, f) for f in os.listdir(spec)
+                       if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(spec, f)))
+        if not files:
+            raise FileNotFoundError(f"--input folder '{spec}' holds no images ({', '.join(IMAGE_EXTS)}).")
+        return files
+    if os.path.isfile(spec):
+        return [spec]
+    if glob.has_magic(spec):
+        files = sorted(f for f in glob.glob(spec, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise FileNotFoundError(f"--input pattern '{spec}' matches no file.")
+        return files
+    raise FileNotFoundError(f"--input '{spec}' is neither a file, a folder nor a glob pattern that matches files.")
+
+
+@dataclass
+class Picture:
+    """A decoded image: ``color`` is H x W x 3 BGR (uint8 or uint16); ``gray`` says it was one channel
+    (replicated here); ``alpha`` is the H x W alpha channel or None."""
+    path: str
+    color: np.ndarray
+    gray: bool = False
+    alpha: np.ndarray = None
+
+    @property
+    def peak(self):
+        return PEAKS[self.color.dtype]
+
+    def view8(self):
+        """8-bit BGR for looking at (16-bit scaled down, alpha dropped)."""
+        if self.color.dtype == np.uint8:
+            return self.color
+        return np.round(self.color.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def read_picture(path):
+    """Decode ``path`` unchanged (bit depth, channels); clear :class:`ImageError` for what is not supported."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageError(f"cannot read image '{path}': not a file OpenCV can decode (PNG, TIFF, JPEG, BMP, WebP), "
+                         'or a damaged one.')
+    if img.dtype not in PEAKS:
+        raise ImageError(f"image '{path}' has {img.dtype} pixels; only 8- and 16-bit images are supported "
+                         '(convert float images to 16-bit first).')
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return Picture(path, np.repeat(img[:, :, None], 3, axis=2), gray=True)
+    channels = img.shape[2]
+    if channels == 2:  # gray + alpha
+        return Picture(path, np.repeat(img[:, :, :1], 3, axis=2), gray=True, alpha=img[:, :, 1].copy())
+    if channels == 3:
+        return Picture(path, img)
+    if channels == 4:
+        return Picture(path, np.ascontiguousarray(img[:, :, :3]), alpha=img[:, :, 3].copy())
+    raise ImageError(f"image '{path}' has {channels} channels; supported are 1 (gray), 2 (gray + alpha), "
+                     '3 (color) and 4 (color + alpha).')
+
+
+def to_tensor(picture):
+    """(1, 3, H, W) float32 RGB in [0, 1]."""
+    rgb = picture.color[:, :, ::-1].astype(np.float32) / picture.peak
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+
+
+def to_output(picture, out):
+    """The restored image in the input's form: ``(array to write, its 3-channel BGR color)``.
+
+    Same bit depth as the input; gray inputs become gray again (BT.601 luma of the output), alpha is
+    re-attached unchanged.
+    """
+    bgr = out[0].float().clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1].astype(np.float64)
+    peak, dtype = picture.peak, picture.color.dtype
+    if picture.gray:
+        gray = np.round((bgr @ LUMA_BGR).clip(0, 1) * peak).astype(dtype)
+        color = np.repeat(gray[:, :, None], 3, axis=2)
+        written = gray if picture.alpha is None else np.dstack([gray, picture.alpha])
+    else:
+        color = np.round(bgr * peak).astype(dtype)
+        written = color if picture.alpha is None else np.dstack([color, picture.alpha])
+    return written, color
+
+
+def write_image(path, img):
+    """Write atomically (a temporary file renamed over ``path``): an interrupted run leaves no torn file."""
+    root, ext = os.path.splitext(path)
+    tmp = f'{root}.partial{os.getpid()}{ext}'
+    try:
+        ok = cv2.imwrite(tmp, img)
+    except cv2.error as exc:
+        ok, why = False, str(exc).strip().splitlines()[-1]
+    else:
+        why = 'OpenCV could not encode it'
+    if not ok:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ImageError(f"cannot write '{path}': {why}.")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------- forward
+def self_ensemble(forward, x):
+    """Mean of ``forward`` over the 8 dihedral transforms of ``x`` (each output transformed back).
+
+    The sum is taken pairwise, so 8 equal outputs average to exactly that output."""
+    outs = []
+    for k in range(4):
+        for flip in (False, True):
+            t = torch.rot90(x, k, dims=(2, 3))
+            t = t.flip(3) if flip else t
+            y = forward(t)
+            y = y.flip(3) if flip else y
+            outs.append(torch.rot90(y, -k, dims=(2, 3)))
+    while len(outs) > 1:
+        outs = [outs[i] + outs[i + 1] for i in range(0, len(outs), 2)]
+    return outs[0] / 8
+
+
+def tile_starts(length, tile, overlap):
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` with at least ``overlap`` shared; the
+    last tile ends at the border."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return starts + [length - tile]
+
+
+def blend_weights(n, overlap, inner_before, inner_after):
+    """1-D weights of one tile of ``n`` pixels: zero within ``overlap/4`` of an inner edge, a linear ramp
+    over the next ``overlap/2``, one elsewhere (and at the image's own borders)."""
+    w = torch.ones(n)
+    if overlap <= 0:
+        return w
+    d = torch.arange(n, dtype=torch.float32) + 0.5
+    ramp_in = ((d - overlap / 4) / (overlap / 2)).clamp(0, 1)
+    if inner_before:
+        w = w * ramp_in
+    if inner_after:
+        w = w * ramp_in.flip(0)
+    return w
+
+
+def tiled(forward, x, tile, overlap, progress=None):
+    """Run ``forward`` tile by tile over ``x`` (1, C, H, W) and blend (see the module docstring).
+
+    The result is accumulated on the CPU in float32; only one tile is on the device at a time."""
+    _, _, h, w = x.shape
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    acc, weight = None, torch.zeros(1, 1, h, w)
+    for top in ys:
+        for left in xs:
+            th, tw = min(tile, h), min(tile, w)
+            out = forward(x[:, :, top:top + th, left:left + tw]).float().cpu()
+            wy = blend_weights(th, overlap, top > 0, top + th < h)
+            wx = blend_weights(tw, overlap, left > 0, left + tw < w)
+            wt = (wy[:, None] * wx[None, :])[None, None]
+            if acc is None:
+                acc = torch.zeros(1, out.shape[1], h, w)
+            acc[:, :, top:top + th, left:left + tw] += out * wt
+            weight[:, :, top:top + th, left:left + tw] += wt
+            if progress is not None:
+                progress.update(1)
+    return acc / weight
+
+
+def round_tile(tile, net):
+    """The tile size rounded up to the network's multiple and at least its minimum size."""
+    multiple = getattr(net, 'pad_multiple', 1) or 1
+    return max(int(math.ceil(tile / multiple)) * multiple, getattr(net, 'min_size', 0) or 0)
+
+
+class Restorer:
+    """``restorer(x)``: the restored (1, 3, H, W) float32 CPU tensor for a CPU input of any size."""
+
+    def __init__(self, net, device, dtype='fp32', tile=0, overlap=32, tta=False):
+        self.net = net.to(device).eval()
+        self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
+        self.tile = round_tile(tile, net) if tile else 0
+        self.overlap = overlap
+        self.tta = tta
+
+    def forward(self, x):
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return restore_any_size(self.net, x.to(self.device)).float()
+
+    def count_tiles(self, h, w):
+        if not self.tile:
+            return 1
+        return len(tile_starts(h, self.tile, self.overlap)) * len(tile_starts(w, self.tile, self.overlap))
+
+    @torch.inference_mode()
+    def __call__(self, x, progress=None):
+        forward = (lambda t: self_ensemble(self.forward, t)) if self.tta else self.forward
+        if self.tile and (x.shape[2] > self.tile or x.shape[3] > self.tile):
+            return tiled(forward, x, self.tile, self.overlap, progress)
+        return forward(x).cpu()
+
+
+# ------------------------------------------------------------------------------------------- scoring
+def as_rgb255(color, peak):
+    """float64 image on the 0-255 scale, so that basicsr's PSNR/SSIM constants fit any bit depth."""
+    return color.astype(np.float64) * (255.0 / peak)
+
+
+def score(color, peak, gt):
+    """PSNR and SSIM (RGB, no border crop, basicsr's functions) of ``color`` against the picture ``gt``."""
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+    a, b = as_rgb255(color, peak), as_rgb255(gt.color, gt.peak)
+    return float(calculate_psnr(a, b, 0)), float(calculate_ssim(a, b, 0))
+
+
+def index_gt(folder):
+    """``{stem: path}`` of the images in the ground-truth folder; a stem found twice is ambiguous."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--gt folder '{folder}' does not exist.")
+    index, twice = {}, set()
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in IMAGE_EXTS:
+            if stem in index:
+                twice.add(stem)
+            index[stem] = os.path.join(folder, name)
+    return index, twice
+
+
+# ----------------------------------------------------------------------------------------------- plan
+def output_name(path, suffix):
+    stem, ext = os.path.splitext(os.path.basename(path))
+    return f'{stem}{suffix}{ext.lower() if ext.lower() in LOSSLESS_EXTS else ".png"}'
+
+
+def plan(args, inputs):
+    """Output, strip and ground-truth paths of every input, checked before any network runs."""
+    jobs, seen = [], {}
+    gt_index, twice = index_gt(args.gt) if args.gt else ({}, set())
+    missing_gt = []
+    for path in inputs:
+        name = output_name(path, args.suffix)
+        if name in seen:
+            raise ValueError(f"'{path}' and '{seen[name]}' would both be written as '{name}': restore them into "
+                             'different output folders, or use --suffix.')
+        seen[name] = path
+        stem = os.path.splitext(os.path.basename(path))[0]
+        job = {'input': path, 'stem': stem, 'output': os.path.join(args.output, name)}
+        if args.compare:
+            job['strip'] = os.path.join(args.output, 'compare', f'{os.path.splitext(name)[0]}.png')
+        if args.gt:
+            if stem in twice:
+                raise ValueError(f"--gt folder '{args.gt}' holds several images named '{stem}.*'; keep one.")
+            job['gt'] = gt_index.get(stem)
+            if job['gt'] is None:
+                missing_gt.append(stem)
+        jobs.append(job)
+    if missing_gt:
+        raise FileNotFoundError(f"--gt folder '{args.gt}' has no image for {', '.join(missing_gt[:10])}"
+                                f"{' ...' if len(missing_gt) > 10 else ''} (matched by file name without extension).")
+    if not args.overwrite:
+        taken = [p for job in jobs for p in (job['output'], job.get('strip')) if p and os.path.exists(p)]
+        if args.gt:
+            taken += [p for p in (os.path.join(args.output, f'metrics{args.suffix}.{e}') for e in ('csv', 'md'))
+                      if os.path.exists(p)]
+        if taken:
+            raise FileExistsError(f"{len(taken)} output file(s) exist already, e.g. '{taken[0]}'. Choose another "
+                                  'output folder or pass --overwrite.')
+    return jobs
+
+
+def pick_device(name):
+    if name in (None, 'auto'):
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f'--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu.')
+    if name != 'cpu' and not name.startswith('cuda'):
+        raise ValueError(f'--device must be cpu or cuda[:N], got {name!r}.')
+    return name
+
+
+def build(args):
+    """The network and the line that says what was loaded."""
+    from basicsr_restore import checkpoints
+    name, kwargs, opt = checkpoints.network_spec(args.opt, args.arch, args.arch_args)
+    weights, param_key, strict, trusted = args.weights, args.param_key, True, args.trusted
+    what = '--weights'
+    if opt is not None:
+        path_opt = opt.get('path') or {}
+        if not weights:
+            weights, what = path_opt.get('pretrain_network_g'), 'path.pretrain_network_g'
+            if not weights:
+                raise ValueError(f"-opt '{args.opt}' sets no path.pretrain_network_g: add it or pass --weights FILE.")
+        param_key = param_key or path_opt.get('param_key_g')
+        strict = path_opt.get('strict_load_g', True) is not False
+        trusted = trusted or path_opt.get('weights_only_g', True) is False
+    elif not weights:
+        raise ValueError(f'--arch {name} needs --weights FILE (a checkpoint of that network).')
+    net, info = checkpoints.load_network(name, kwargs, weights, param_key, strict, trusted, what)
+    line = f'{checkpoints.config_text(name, kwargs)} <- {weights}: {checkpoints.describe(info)}'
+    if not strict and (info['missing'] or info['unexpected']):
+        line += f" (non-strict: {len(info['missing'])} missing, {len(info['unexpected'])} unexpected)"
+    return net, line
+
+
+def compare_strip(picture, out_color, gt=None, scores=None):
+    from basicsr_restore.report import labelled
+    view = Picture(picture.path, out_color)
+    tiles = [labelled(picture.view8(), 'input' + (f" {scores['psnr_in']:.2f} dB" if scores else '')),
+             labelled(view.view8(), 'output' + (f" {scores['psnr_out']:.2f} dB" if scores else ''))]
+    if gt is not None:
+        tiles.append(labelled(gt.view8(), 'ground truth'))
+    return np.concatenate(tiles, axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ run
+def run(args):
+    from tqdm import tqdm
+    if args.tile < 0 or args.tile_overlap < 0:
+        raise ValueError('--tile and --tile-overlap must be >= 0.')
+    inputs = list_inputs(args.input)
+    jobs = plan(args, inputs)
+    device = pick_device(args.device)
+    net, line = build(args)
+    restorer = Restorer(net, device, args.dtype, args.tile, args.tile_overlap, args.tta)
+    if restorer.tile and args.tile_overlap >= restorer.tile:
+        raise ValueError(f'--tile-overlap {args.tile_overlap} must be smaller than the tile ({restorer.tile}).')
+    mode = f'tiles {restorer.tile} (overlap {args.tile_overlap})' if restorer.tile else 'whole images'
+    if restorer.tile and restorer.tile != args.tile:
+        mode += f', --tile {args.tile} rounded to the multiple {getattr(net, "pad_multiple", 1)}'
+    print(line)
+    print(f'{len(jobs)} image(s) -> {args.output}: {device}, {args.dtype}, {mode}{", x8 TTA" if args.tta else ""}')
+    os.makedirs(args.output, exist_ok=True)
+    if args.compare:
+        os.makedirs(os.path.join(args.output, 'compare'), exist_ok=True)
+
+    rows, failures, start = [], [], time.time()
+    bar = tqdm(jobs, desc='infer', unit='img', file=sys.stderr, dynamic_ncols=True)
+    for job in bar:
+        bar.set_postfix_str(os.path.basename(job['input']))
+        try:
+            row = restore_one(job, restorer, args, tqdm)
+        except ImageError as exc:
+            failures.append(str(exc))
+            tqdm.write(f'error: {exc}', file=sys.stderr)
+            continue
+        if row:
+            rows.append(row)
+    bar.close()
+
+    done = len(jobs) - len(failures)
+    print(f'{done} image(s) restored in {time.time() - start:.1f} s')
+    if rows:
+        from basicsr_restore.metrics.tables import format_markdown, write_tables
+        paths = write_tables(rows, args.output, f'metrics{args.suffix}', title=line.split(' <- ')[0])
+        print(format_markdown(rows), end='')
+        print(f'scores: {paths[0]}, {paths[1]}')
+    if failures:
+        print(f'basicsr-restore infer: {len(failures)} of {len(jobs)} image(s) failed:\n  ' + '\n  '.join(failures),
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def restore_one(job, restorer, args, tqdm):
+    """Restore, write, score and draw one image; returns its score row (or None without --gt)."""
+    picture = read_picture(job['input'])
+    gt = read_picture(job['gt']) if job.get('gt') else None
+    h, w = picture.color.shape[:2]
+    if gt is not None and gt.color.shape[:2] != (h, w):
+        raise ImageError(f"ground truth '{job['gt']}' is {gt.color.shape[1]}x{gt.color.shape[0]} but the input "
+                         f"'{job['input']}' is {w}x{h}.")
+    n_tiles = restorer.count_tiles(h, w)
+    inner = tqdm(total=n_tiles, desc='tiles', leave=False, file=sys.stderr) if n_tiles > 1 else None
+    try:
+        out = restorer(to_tensor(picture), inner)
+    except torch.OutOfMemoryError:
+        raise ImageError(f"out of memory on {restorer.device} for '{job['input']}' ({w}x{h}): use --tile 512 "
+                         '(or smaller).') from None
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImageError(f"the network failed on '{job['input']}' ({w}x{h}): {first}") from None
+    finally:
+        if inner is not None:
+            inner.close()
+    written, color = to_output(picture, out)
+    write_image(job['output'], written)
+    row = None
+    if gt is not None:
+        psnr_out, ssim_out = score(color, picture.peak, gt)
+        psnr_in, ssim_in = score(picture.color, picture.peak, gt)
+        row = {'image': job['stem'], 'psnr_in': psnr_in, 'psnr_out': psnr_out, 'ssim_in': ssim_in,
+               'ssim_out': ssim_out}
+    if job.get('strip'):
+        write_image(job['strip'], compare_strip(picture, color, gt, row))
+    return row
+
+
+def add_arguments(p):
+    """The ``infer`` options (used by ``basicsr_restore.cli``)."""
+    p.add_argument('-i', '--input', required=True, help='an image file, a folder of images, or a glob ("photos/*.png")')
+    p.add_argument('-o', '--output', required=True, help='output folder (created)')
+    p.add_argument('-opt', help='test option file: network_g, path.pretrain_network_g, path.param_key_g')
+    p.add_argument('--arch', help='registered network name (e.g. IRNeXt), with --weights')
+    p.add_argument('--arch-args', nargs='+', metavar='K=V', default=[],
+                   help='constructor arguments: key=value ... or one JSON object (put this option last)')
+    p.add_argument('--weights', help='checkpoint (BasicSR params/params_ema, official layouts, bare state dict)')
+    p.add_argument('--param-key', help='key that holds the weights (default: detected; EMA preferred)')
+    p.add_argument('--trusted', action='store_true',
+                   help='the weights file is trusted: allow pickled Python objects (torch.load weights_only=False)')
+    p.add_argument('--tile', type=int, default=0, help='tile size in pixels for bounded memory (0 = whole image)')
+    p.add_argument('--tile-overlap', type=int, default=32,
+                   help='overlap of the tiles (default 32); blending is exact for receptive-field radii < overlap/4')
+    p.add_argument('--tta', action='store_true', help='x8 self-ensemble (flips and rotations; 8x slower)')
+    p.add_argument('--device', default='auto', help='cpu, cuda or cuda:N (default: cuda when available)')
+    p.add_argument('--dtype', default='fp32', choices=tuple(DTYPES), help='fp32, or bf16/fp16 autocast')
+    p.add_argument('--compare', action='store_true', help='write input|output[|gt] strips to OUTPUT/compare/')
+    p.add_argument('--gt', help='folder of ground-truth images (same names): PSNR/SSIM, metrics.csv and metrics.md')
+    p.add_argument('--suffix', default='', help='added to the output file names (before the extension)')
+    p.add_argument('--overwrite', action='store_true', help='replace existing output files')

@@ -1,0 +1,77 @@
+"""``basicsr-restore bench``: MACs against the published anchors, every JSON field, modes and comparisons."""
+import json
+
+import pytest
+
+import basicsr_restore  # noqa: F401
+from basicsr_restore.bench import count_macs
+from basicsr_restore.cli import main
+from basicsr_restore.register import OURS
+
+# GMACs at 256 x 256 of the official configurations (specs/README.md, FlopCounterMode on the official code)
+ANCHORS = {'IRNeXt': 38.7, 'ChaIR': 136.8, 'MIRNet': 480.0, 'DRCNet': 114.4}
+
+TINY = ['--arch', 'IRNeXt', '--size', '64', '--warmup', '1', '--runs', '2', '--arch-args', 'num_res=1',
+        'base_channel=8']
+RECORD_FIELDS = {'network', 'config', 'config_text', 'mode', 'device', 'device_name', 'torch', 'threads',
+                 'requested_size', 'input_size', 'params', 'macs', 'gmacs', 'macs_by_op', 'macs_method',
+                 'latency_ms', 'timer', 'warmup', 'peak_memory_mb', 'memory_method', 'train', 'error', 'date'}
+
+
+def cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.parametrize('name', sorted(ANCHORS))
+def test_macs_of_the_official_configurations(name):
+    if name not in OURS['arch']:
+        pytest.skip(f'{name} is not registered yet')
+    macs, by_op, method = count_macs(name, {}, (256, 256))
+    assert macs / 1e9 == pytest.approx(ANCHORS[name], rel=0.10)
+    assert 'aten.convolution' in by_op and 'meta tensors' in method
+
+
+def test_one_small_case_has_every_field(tmp_path, capsys):
+    path = tmp_path / 'b.json'
+    rc, out, err = cli(capsys, 'bench', '--json', path, *TINY)
+    assert rc == 0, err
+    assert '| IRNeXt | num_res=1, base_channel=8 | fp32 | cpu |' in out
+    data = json.loads(path.read_text())
+    assert data['format'] == 'basicsr-restore-bench/1' and len(data['records']) == 1
+    r = data['records'][0]
+    assert set(r) == RECORD_FIELDS and r['error'] is None
+    from basicsr_restore.archs.irnext_arch import IRNeXt
+    assert r['params'] == sum(p.numel() for p in IRNeXt(num_res=1, base_channel=8).parameters())
+    assert r['input_size'] == [64, 64] and r['macs'] > 0 and r['gmacs'] == r['macs'] / 1e9
+    assert set(r['latency_ms']) == {'median', 'min', 'max', 'iqr', 'runs', 'times'} and r['latency_ms']['runs'] == 2
+    assert 0 < r['latency_ms']['min'] <= r['latency_ms']['median'] <= r['latency_ms']['max']
+    assert r['peak_memory_mb'] is None and r['memory_method'].startswith('n/a on CPU')
+    assert r['timer'] == 'time.perf_counter'
+    train = r['train']
+    assert train['batch'] == 2 and train['patch'] == [64, 64] and train['it_per_s'] > 0
+    assert train['loss'] == 'L1 on the last output' and train['optimizer'] == 'Adam'
+    # the file is never replaced without --overwrite, and it can be compared with itself
+    rc, _, err = cli(capsys, 'bench', '--json', path, *TINY)
+    assert rc == 2 and '--overwrite' in err
+    rc, out, _ = cli(capsys, 'bench', '--load', path, '--vs', path)
+    assert rc == 0 and '| IRNeXt | ' in out and '1.00x' in out
+
+
+def test_vs_mode_runs_both_and_prints_the_ratio(tmp_path, capsys):
+    path = tmp_path / 'vs.json'
+    rc, out, err = cli(capsys, 'bench', '--no-train', '--vs', 'bf16+channels_last', '--json', path, *TINY)
+    assert rc == 0, err
+    assert '**bf16+channels_last vs fp32**' in out and 'speed-up' in out
+    modes = [r['mode'] for r in json.loads(path.read_text())['records']]
+    assert modes == ['fp32', 'bf16+channels_last']
+
+
+def test_bad_arguments(capsys):
+    assert 'use one of fp32' in cli(capsys, 'bench', '--mode', 'fp64', *TINY)[2]
+    assert 'give N or HxW' in cli(capsys, 'bench', *TINY, '--size', 'big')[2]
+    rc, _, err = cli(capsys, 'bench', '--arch', 'NoSuchNet')
+    assert rc == 2 and 'not registered' in err
+    rc, _, err = cli(capsys, 'bench', *TINY[:-2], 'num_res=1', 'no_such_arg=3')
+    assert rc == 2 and "unexpected keyword argument 'no_such_arg'" in err
