@@ -1,6 +1,7 @@
 """``basicsr-restore <verb>``: prepare data, check the installation, score a trained run.
 
-Verbs: ``prepare`` (``paired``, ``demo``), ``doctor``, ``report``. Each ``--help`` tells more.
+Verbs: ``prepare`` (``paired``, ``demo``), ``doctor``, ``report``, ``infer``, ``bench``, ``convert``.
+Each ``--help`` tells more.
 """
 import argparse
 import sys
@@ -28,6 +29,9 @@ def _add_prepare(sub):
     demo.add_argument('--seed', type=int, default=0)
     demo.add_argument('--overwrite', action='store_true')
 
+    from basicsr_restore.prepare.common import add_dataset_parsers  # gopro, hide, realblur, sidd, rain13k, dpdd, ...
+    add_dataset_parsers(kinds)
+
 
 def _prepare(args):
     if args.dataset == 'paired':
@@ -36,6 +40,9 @@ def _prepare(args):
     elif args.dataset == 'demo':
         from basicsr_restore.prepare import demo
         demo.run(args)
+    elif getattr(args, 'prepare_runner', None):
+        from basicsr_restore.prepare.common import run_command
+        run_command(args)
     return 0
 
 
@@ -47,12 +54,30 @@ def _add_report(sub):
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
 
 
+def _add_tools(sub):
+    """``infer``, ``bench``, ``convert``: each module defines its options (``add_arguments``) and ``run``.
+    A module that fails to import leaves its verb reporting why, and the other verbs working."""
+    import importlib
+    for verb, help_ in (('infer', 'restore a file, folder or glob of images (any size, tiles, TTA, 16-bit)'),
+                        ('bench', 'parameters, MACs, latency, peak memory and training speed of the networks'),
+                        ('convert', 'official checkpoint -> BasicSR {params: ...} file, with a report')):
+        p = sub.add_parser(verb, help=help_)
+        try:
+            module = importlib.import_module(f'basicsr_restore.{verb}')
+        except Exception as exc:  # keep doctor & co. usable on a broken install
+            p.set_defaults(broken=f'{type(exc).__name__}: {exc}')
+            continue
+        p.description = module.__doc__.split('\n\n')[0]
+        module.add_arguments(p)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='basicsr-restore', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='verb', required=True, metavar='VERB')
     _add_prepare(sub)
     sub.add_parser('doctor', help='versions, plugin hook, compat fixes, registered names; exit 1 when broken')
     _add_report(sub)
+    _add_tools(sub)
     args = parser.parse_args(argv)
     try:
         if args.verb == 'prepare':
@@ -63,6 +88,11 @@ def main(argv=None):
         if args.verb == 'report':
             from basicsr_restore.report import run
             return run(args)
+        if args.verb in ('infer', 'bench', 'convert'):
+            if getattr(args, 'broken', None):
+                raise ValueError(f'this command cannot load ({args.broken}); run `basicsr-restore doctor`.')
+            import importlib
+            return importlib.import_module(f'basicsr_restore.{args.verb}').run(args)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f'basicsr-restore {args.verb}: error: {message}', file=sys.stderr)

@@ -8,7 +8,13 @@ Options (``datasets.<phase>``), a superset of basicsr's PairedImageDataset:
 * ``io_backend.type``: ``lmdb`` or ``disk`` (default: ``lmdb`` when both roots end with ``.lmdb``);
 * ``gt_size``: training patch size (training only); ``use_hflip``/``use_flip``, ``use_rot``
   (``geometric_augs`` turns both on);
-* ``channels``: channels every image must have (default 3); ``scale``: LQ size x scale = GT size (1).
+* ``channels``: channels every image must have (default 3); ``scale``: LQ size x scale = GT size (1);
+* ``val_crop_size``: outside training, score a centre crop of this size (top/left ``(size - crop) // 2``, as
+  Restormer's validation crops; images smaller than the crop are used whole); default: whole images;
+* ``bit_depth: 8``: reduce 16-bit images to 8 bits as OpenCV's ``IMREAD_COLOR`` does (``>> 8``), the
+  convention of the published single-image DPDD numbers; default: keep what is stored;
+* ``meta_info_file``: a text file listing the keys to use (first word of each line, ``.png`` optional), e.g.
+  the ``indoor.txt`` / ``outdoor.txt`` subsets of DPDD's test set; default: every pair.
 
 Images are decoded unchanged: uint8 is divided by 255, uint16 by 65535 (16-bit data stays 16-bit).
 Any problem with the data raises one error naming the dataset, the image key and the option to fix.
@@ -49,6 +55,51 @@ def list_images(root):
     return found
 
 
+_ENVS = {}
+
+
+def _env_key(path):
+    data = os.path.join(path, 'data.mdb')
+    stat = os.stat(data) if os.path.exists(data) else None
+    return os.getpid(), os.path.realpath(path), stat and stat.st_ino, stat and stat.st_mtime_ns  # a rewrite is new
+
+
+def shared_env(path):
+    """One read-only LMDB environment per file and process: lmdb refuses to open the same environment twice in
+    a process, which happens when several datasets (a test set and its indoor/outdoor subsets) read one LMDB.
+    Worker processes (another pid) open their own."""
+    key = _env_key(path)
+    if key not in _ENVS:
+        _ENVS[key] = open_lmdb(path)
+    return _ENVS[key]
+
+
+def count_entries(path):
+    """Entries stored in an LMDB, without leaving it open (DataLoader workers forked later must open it
+    themselves), unless this process reads it already."""
+    env = _ENVS.get(_env_key(path))
+    if env is not None:
+        return env.stat()['entries']
+    env = open_lmdb(path)
+    try:
+        return env.stat()['entries']
+    finally:
+        env.close()
+
+
+def centre_crop(images, size, scale=1):
+    """The centre ``size`` x ``size`` window of every image (the first is the GT, ``scale`` times larger than
+    the others), at Restormer's position ``((h - size) // 2, (w - size) // 2)``; smaller sides are kept whole."""
+    h, w = images[-1].shape[:2]
+    ch, cw = min(size // scale, h), min(size // scale, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    out = []
+    for i, img in enumerate(images):
+        s = scale if i == 0 else 1
+        out.append(img[top * s:(top + ch) * s, left * s:(left + cw) * s])
+    return out
+
+
 @register('dataset')
 class PairedRestorationDataset(data.Dataset):
     """Paired degraded (``lq``) / ground-truth (``gt``) images; see the module docstring for the options."""
@@ -64,6 +115,10 @@ class PairedRestorationDataset(data.Dataset):
         self.gt_size = opt.get('gt_size')
         self.hflip = bool(opt.get('use_hflip', opt.get('use_flip', opt.get('geometric_augs', False))))
         self.rot = bool(opt.get('use_rot', opt.get('geometric_augs', False)))
+        self.val_crop_size = opt.get('val_crop_size')
+        self.bit_depth = opt.get('bit_depth')
+        if self.bit_depth not in (None, 8, 16):
+            raise ValueError(f'{self.where}: option bit_depth must be 8 or 16 (or absent), got {self.bit_depth!r}.')
         roots = {}
         for kind in ('gt', 'lq'):
             root = opt.get(f'dataroot_{kind}')
@@ -87,6 +142,8 @@ class PairedRestorationDataset(data.Dataset):
             self.keys = self._disk_pairs()
         else:
             raise ValueError(f"{self.where}: io_backend.type must be 'lmdb' or 'disk', got {self.backend!r}.")
+        if opt.get('meta_info_file'):
+            self.keys = self._select_keys(opt['meta_info_file'])
         if not self.keys:
             raise ValueError(f'{self.where}: no image pairs found in {roots["lq"]} and {roots["gt"]}.')
         self._envs = None
@@ -98,9 +155,7 @@ class PairedRestorationDataset(data.Dataset):
             if not str(root).rstrip('/').endswith('.lmdb'):
                 raise ValueError(f"{self.where}: io_backend lmdb needs dataroot_{kind} ending with .lmdb, got '{root}'.")
             entries = read_meta_info(root)
-            env = open_lmdb(root)
-            stored = env.stat()['entries']
-            env.close()
+            stored = count_entries(root)
             if stored < len(entries):
                 raise ValueError(f"{self.where}: {root}/meta_info.txt lists {len(entries)} images but the LMDB holds "
                                  f'{stored}: it is incomplete. Prepare it again.')
@@ -125,6 +180,20 @@ class PairedRestorationDataset(data.Dataset):
             self.paths[rel] = (gts[gt_rel], lq_path)
         return sorted(self.paths)
 
+    def _select_keys(self, path):
+        """The pairs named in ``meta_info_file`` (basicsr's meta_info format or plain keys), in its order."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{self.where}: meta_info_file '{path}' does not exist.")
+        with open(path, encoding='utf-8') as f:
+            wanted = [line.split()[0] for line in f if line.strip() and not line.startswith('#')]
+        wanted = [w[:-4] if w.lower().endswith('.png') else w for w in wanted]
+        held = set(self.keys)
+        unknown = [w for w in wanted if w not in held]
+        if unknown:
+            raise ValueError(f"{self.where}: meta_info_file '{path}' names {len(unknown)} images that the dataset "
+                             f'does not hold, e.g. {unknown[:3]}; it belongs to another preparation.')
+        return wanted
+
     def __len__(self):
         return len(self.keys)
 
@@ -133,7 +202,7 @@ class PairedRestorationDataset(data.Dataset):
         where = f'{self.where}: {kind} image {key!r}'
         if self.backend == 'lmdb':
             if self._envs is None:  # opened lazily, once per worker process
-                self._envs = {k: open_lmdb(r) for k, r in self.roots.items()}
+                self._envs = {k: shared_env(r) for k, r in self.roots.items()}
             with self._envs[kind].begin(write=False) as txn:
                 buf = txn.get(key.encode('ascii'))
             if buf is None:
@@ -144,7 +213,14 @@ class PairedRestorationDataset(data.Dataset):
             where = f"{self.where}: {kind} image '{path}'"
             with open(path, 'rb') as f:
                 buf = f.read()
-        img = to_float(decode_image(buf, where), where)
+        return self._decode(buf, where)
+
+    def _decode(self, buf, where):
+        """Stored bytes -> float32 HxWxC in [0, 1] (``bit_depth`` applied, channels checked)."""
+        img = decode_image(buf, where)
+        if self.bit_depth == 8 and img.dtype == np.uint16:
+            img = (img >> 8).astype(np.uint8)
+        img = to_float(img, where)
         if img.shape[2] != self.channels:
             raise ValueError(f'{where} has {img.shape[2]} channels, the dataset expects {self.channels} '
                              '(option channels). Convert the images or set the option.')
@@ -160,6 +236,8 @@ class PairedRestorationDataset(data.Dataset):
         if self.phase == 'train':
             gt, lq = self._random_crop(gt, lq, key)
             gt, lq = augment([gt, lq], self.hflip, self.rot)
+        elif self.val_crop_size:
+            gt, lq = centre_crop([gt, lq], self.val_crop_size, self.scale)
         gt, lq = img2tensor([gt, lq], bgr2rgb=self.channels == 3, float32=True)
         path = key if self.backend == 'lmdb' else self.paths[key][1]
         return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': key if self.backend == 'lmdb' else self.paths[key][0]}

@@ -13,6 +13,9 @@ What it adds to SRModel (option keys under ``train`` unless said otherwise):
 * EMA (``ema_decay``) that also follows buffers, so BatchNorm statistics of ``net_g_ema`` are right;
 * test-time padding to the network's ``pad_multiple`` (reflect, bottom/right) and crop back; the last
   output is the result;
+* validation scored with the dataset's protocol: ``val.metric_input: uint8`` (default, BasicSR's rounded
+  images) or ``float`` (unrounded outputs: SIDD, DPDD), ``val.save_bit_depth: 16``, and per-image CSV/Markdown
+  tables at the end of ``basicsr.test`` runs (see :meth:`RestorationModel.nondist_validation`);
 * checkpoints and training states written atomically (a crash never leaves a truncated file), and
   ``path.pretrain_network_g`` files checked up front, with clear messages.
 """
@@ -21,6 +24,7 @@ import os
 import time
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
@@ -257,3 +261,108 @@ class RestorationModel(SRModel):
             self.output = restore_any_size(bare, self.lq)
         if was_training:
             net.train()
+
+    # --------------------------------------------------------------------------------- validation
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """BasicSR's validation loop, scored with the dataset's protocol. Options under ``val``:
+
+        * ``metric_input``: ``uint8`` (default, BasicSR's behaviour: the result rounded to 8 bits, what a saved
+          PNG holds) or ``float`` (the output clamped to [0, 1] and the ground truth as read, unrounded, on the
+          0-255 scale: SIDD as NAFNet/DRCNet score it, DPDD with its 16-bit targets divided by 65535);
+        * ``save_bit_depth``: 8 (default) or 16, the PNGs written by ``save_img``;
+        * metrics as in BasicSR (``calculate_psnr``, ``calculate_ssim``, and this package's
+          ``calculate_psnr_matlab_y``, ``calculate_ssim_matlab_y``, ``calculate_ssim_skimage``, ``calculate_mae``).
+
+        At the end of a test run (``python -m basicsr.test``) the per-image scores and their mean are written to
+        ``results/<name>/<dataset>_metrics.csv`` and ``.md``.
+        """
+        from basicsr.metrics import calculate_metric
+        from basicsr.utils import imwrite
+        from tqdm import tqdm
+
+        val_opt = self.opt['val']
+        dataset_name = dataloader.dataset.opt['name']
+        metric_input = val_opt.get('metric_input', 'uint8')
+        if metric_input not in ('uint8', 'float'):
+            raise ValueError(f"val.metric_input must be 'uint8' (BasicSR's rounded images) or 'float' (unrounded "
+                             f'outputs, for SIDD and DPDD), got {metric_input!r}.')
+        save_depth = int(val_opt.get('save_bit_depth', 8))
+        if save_depth not in (8, 16):
+            raise ValueError(f'val.save_bit_depth must be 8 or 16, got {save_depth!r}.')
+        metrics = val_opt.get('metrics') or {}
+        if metrics:
+            if not hasattr(self, 'metric_results'):
+                self.metric_results = {name: 0 for name in metrics}
+            self._initialize_best_metric_results(dataset_name)
+            self.metric_results = {name: 0 for name in self.metric_results}
+
+        rows = []
+        pbar = tqdm(total=len(dataloader), unit='image') if val_opt.get('pbar', False) else None
+        for idx, val_data in enumerate(dataloader):
+            img_name = os.path.splitext(os.path.basename(val_data['lq_path'][0]))[0]
+            self.feed_data(val_data)
+            self.test()
+            result = self.output.detach()[0].float().cpu().clamp_(0, 1)
+            gt = self.gt.detach()[0].float().cpu() if hasattr(self, 'gt') else None
+            del self.lq, self.output
+            if hasattr(self, 'gt'):
+                del self.gt
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+            if save_img:
+                imwrite(self._image_to_save(result, save_depth), self._save_path(img_name, dataset_name, current_iter))
+            if metrics and gt is not None:
+                data = {'img': self._metric_image(result, metric_input), 'img2': self._metric_image(gt, metric_input)}
+                row = {'image': img_name}
+                for name, metric_opt in metrics.items():
+                    value = calculate_metric(data, metric_opt)
+                    self.metric_results[name] += value
+                    row[name] = float(value)
+                rows.append(row)
+            if pbar:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar:
+            pbar.close()
+
+        if metrics and rows:
+            for name in self.metric_results:
+                self.metric_results[name] /= len(rows)
+                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+            if not self.opt['is_train']:
+                self._write_metric_tables(rows, dataset_name, metric_input)
+
+    @staticmethod
+    def _metric_image(tensor, metric_input):
+        """A (C, H, W) RGB tensor in [0, 1] as BasicSR's metrics take it: HxWxC BGR on the 0-255 scale, rounded
+        to uint8 (``tensor2img``) or unrounded float64."""
+        from basicsr.utils import tensor2img
+        if metric_input == 'uint8':
+            return tensor2img([tensor])
+        img = tensor.clamp(0, 1).numpy().astype(np.float64).transpose(1, 2, 0) * 255.0
+        return img[:, :, ::-1].copy() if img.shape[2] == 3 else img[:, :, 0]
+
+    @staticmethod
+    def _image_to_save(tensor, bit_depth):
+        from basicsr.utils import tensor2img
+        if bit_depth == 8:
+            return tensor2img([tensor])
+        img = np.round(tensor.clamp(0, 1).numpy().transpose(1, 2, 0) * 65535.0).astype(np.uint16)
+        return img[:, :, ::-1].copy() if img.shape[2] == 3 else img[:, :, 0]
+
+    def _save_path(self, img_name, dataset_name, current_iter):
+        """Where BasicSR saves validation images (training: per image and iteration; test: per dataset)."""
+        folder = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            return os.path.join(folder, img_name, f'{img_name}_{current_iter}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return os.path.join(folder, dataset_name, f'{img_name}_{suffix}.png')
+
+    def _write_metric_tables(self, rows, dataset_name, metric_input):
+        from basicsr_restore.metrics.tables import write_tables
+        folder = self.opt['path'].get('results_root') or self.opt['path']['visualization']
+        title = f"{self.opt['name']} on {dataset_name} (scored on {metric_input} outputs)"
+        paths = write_tables(rows, folder, f'{dataset_name}_metrics', title=title)
+        get_root_logger().info(f'Per-image scores of {dataset_name}: {paths[0]} and {paths[1]}')

@@ -1,0 +1,391 @@
+"""What every dataset preparer shares: finding folders in the layouts as distributed, pairing files,
+writing splits safely (restartable, never replacing without ``--overwrite``) and the final summary.
+
+A preparer describes each *split* (``train``, ``test``, ``test/Rain100H``, ...) as a :class:`Split`: where
+it goes under the output folder, the LMDBs it holds, how to get its pairs and how to cut them. The
+runner then writes every split with the project's LMDB writer (``data/lmdb_io.py``; an interrupted run
+leaves only ``*.lmdb.partial`` folders, which the next run starts over) and prints one table.
+
+Restart rule: a split whose LMDBs all exist is complete (the writer renames a folder only once it is
+complete) and is kept, so re-running the same command after an interruption continues with the splits
+that are missing. ``--overwrite`` rebuilds them (the old LMDB is replaced only once the new one is whole).
+"""
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+class LayoutError(ValueError):
+    """The source folder is not laid out as expected; the message says what was expected where and what
+    was found. Raised as a ``ValueError`` so that the CLI prints it as one line, without a traceback."""
+
+
+# ----------------------------------------------------------------------------------------- folders
+def listing(folder, limit=8):
+    """A short description of what ``folder`` holds, for error messages."""
+    if not os.path.exists(folder):
+        return f"'{folder}' does not exist"
+    if not os.path.isdir(folder):
+        return f"'{folder}' is a file, not a folder"
+    entries = sorted(os.listdir(folder))
+    if not entries:
+        return f"'{folder}' is empty"
+    shown = [e + '/' if os.path.isdir(os.path.join(folder, e)) else e for e in entries[:limit]]
+    more = f', ... ({len(entries)} entries)' if len(entries) > limit else ''
+    return f"'{folder}' holds {', '.join(shown)}{more}"
+
+
+def child(folder, name):
+    """``folder/name`` matched case-insensitively (``Rain13k`` finds ``Rain13K``), or None."""
+    if not os.path.isdir(folder):
+        return None
+    exact = os.path.join(folder, name)
+    if os.path.exists(exact):
+        return exact
+    for entry in os.listdir(folder):
+        if entry.lower() == name.lower():
+            return os.path.join(folder, entry)
+    return None
+
+
+def find(root, relative):
+    """``root/relative`` (``a/b/c``), each part matched case-insensitively, or None."""
+    path = root
+    for part in relative.split('/'):
+        path = child(path, part)
+        if path is None:
+            return None
+    return path
+
+
+def first_dir(root, candidates):
+    """The first of ``candidates`` (relative paths) that is a folder under ``root``, or None."""
+    for rel in candidates:
+        path = find(root, rel) if rel else root
+        if path and os.path.isdir(path):
+            return path
+    return None
+
+
+def image_files(folder):
+    """``{stem: path}`` of the images directly inside ``folder`` (not recursive); a stem used twice (``a.png``
+    and ``a.jpg``) is an error, because both would get the same key."""
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in IMAGE_EXTENSIONS and os.path.isfile(os.path.join(folder, name)):
+            if stem in found:
+                raise LayoutError(f"'{folder}' holds two images named '{stem}' ({os.path.basename(found[stem])} and "
+                                  f'{name}); keep one of them.')
+            found[stem] = os.path.join(folder, name)
+    return found
+
+
+def pair_dirs(base, lq_names, gt_names):
+    """``(lq_dir, gt_dir)`` when ``base`` holds one folder named like ``lq_names`` and one like ``gt_names``."""
+    if not base or not os.path.isdir(base):
+        return None
+    lq = first_dir(base, lq_names)
+    gt = first_dir(base, gt_names)
+    return (lq, gt) if lq and gt else None
+
+
+def pair_files(lq_dir, gt_dir, gt_name_rules=(), key=None):
+    """Pair the images of two flat folders: the GT of ``x`` is ``x`` itself or ``rule(x)`` for the first rule
+    that names an existing GT. Returns ``[(key, gt_path, lq_path)]`` sorted by key; any image without a
+    partner is an error listing a few of them."""
+    lqs, gts = image_files(lq_dir), image_files(gt_dir)
+    if not lqs:
+        raise LayoutError(f"no images in '{lq_dir}' ({listing(lq_dir)}).")
+    pairs, used = [], set()
+    orphans = []
+    for stem, lq_path in lqs.items():
+        names = [stem] + [rule(stem) for rule in gt_name_rules]
+        gt_stem = next((n for n in names if n in gts), None)
+        if gt_stem is None:
+            orphans.append(os.path.basename(lq_path))
+            continue
+        used.add(gt_stem)
+        pairs.append(((key or (lambda s: s))(stem), gts[gt_stem], lq_path))
+    if orphans:
+        raise LayoutError(f"{len(orphans)} of {len(lqs)} images in '{lq_dir}' have no ground truth with the same name "
+                          f"in '{gt_dir}', e.g. {orphans[:3]}; the two folders must hold the same file names.")
+    extra = sorted(set(gts) - used)
+    if extra:
+        raise LayoutError(f"{len(extra)} images in '{gt_dir}' have no degraded counterpart in '{lq_dir}', e.g. "
+                          f'{extra[:3]}; the two folders must hold the same file names.')
+    return sorted(pairs)
+
+
+def replace_rule(old, new):
+    """A GT-name rule for :func:`pair_files`: replace the first ``old`` with ``new`` in the stem."""
+    return lambda stem: stem.replace(old, new, 1)
+
+
+# ------------------------------------------------------------------------------------------- splits
+@dataclass
+class Split:
+    """One output folder ``<dst>/<name>`` of LMDBs.
+
+    ``pairs``: a function returning ``[(key, gt, lq)]`` (paths or arrays) for two-stream splits written with
+    ``write_pairs``; ``items`` instead: ``[(key, {stream: path})]`` for multi-stream splits (DPDD).
+    ``crop``/``step``: sub-images (None keeps whole images). ``official``: what the full official download
+    gives, printed next to what was written so that users can check their copy.
+    """
+    name: str
+    pairs: Optional[Callable] = None
+    items: Optional[Callable] = None
+    streams: tuple = ('gt', 'lq')
+    crop: Optional[int] = None
+    step: Optional[int] = None
+    official: str = ''
+    drop_blurry: float = 0.0
+    note: str = ''
+    extra_files: dict = field(default_factory=dict)  # file name -> text, written beside the LMDBs
+
+
+def split_state(out_dir, streams):
+    """``'absent'``, ``'complete'`` (every LMDB exists) or ``'mixed'``."""
+    present = [s for s in streams if os.path.isdir(os.path.join(out_dir, f'{s}.lmdb'))]
+    if not present:
+        return 'absent'
+    return 'complete' if len(present) == len(streams) else 'mixed'
+
+
+def folder_megabytes(paths):
+    total = 0
+    for path in paths:
+        for folder, _, files in os.walk(path):
+            total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total / 2**20
+
+
+def sharpness_scores(gt_crops):
+    """DPDNet's "sharpness energy" of each crop, as its and Restormer's patch filters compute it: on the grey
+    image, the sum of Sobel gradient magnitudes for kernel sizes 3, 7, 11 and 15, each min-max normalised
+    over the crops of one image, multiplied together. Higher is sharper."""
+    import cv2
+    total = np.ones(len(gt_crops))
+    for ksize in (3, 7, 11, 15):
+        energy = []
+        for crop in gt_crops:
+            grey = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            gx = cv2.Sobel(grey, cv2.CV_64F, 1, 0, ksize=ksize)
+            gy = cv2.Sobel(grey, cv2.CV_64F, 0, 1, ksize=ksize)
+            energy.append(np.sqrt(gx * gx + gy * gy).sum())
+        energy = np.asarray(energy) - np.min(energy)
+        top = energy.max()
+        total *= energy / top if top > 0 else energy  # all equal: every score 0, the first ones are dropped
+    return total
+
+
+def keep_sharpest(gt_crops, drop_fraction):
+    """Indices of the crops kept when the ``int(drop_fraction * n)`` least sharp ones are dropped (ties: the
+    earlier crop goes first, as the official loop of ``argmin`` does)."""
+    n = len(gt_crops)
+    drop = int(drop_fraction * n)
+    if drop <= 0:
+        return list(range(n))
+    order = np.argsort(sharpness_scores(gt_crops), kind='stable')
+    dropped = set(order[:drop].tolist())
+    return [i for i in range(n) if i not in dropped]
+
+
+def write_streams(items, out_dir, streams, crop=None, step=None, drop_blurry=0.0, compress_level=1, overwrite=False,
+                  desc='images'):
+    """Write ``[(key, {stream: path})]`` into ``out_dir/<stream>.lmdb``, every stream cut on the same grid
+    (``<key>_s<index>``, the index of the window on the full grid, so dropped windows leave gaps) and, with
+    ``drop_blurry``, without the least sharp windows of each image (ranked on the ``gt`` stream)."""
+    from tqdm import tqdm
+
+    from basicsr_restore.data.lmdb_io import LmdbWriter, safe_key
+    from basicsr_restore.prepare.paired import crops, read_image
+
+    start = time.time()
+    counts = {'pairs': 0, 'sub_images': 0, 'stored_whole': 0, 'dropped': 0}
+    os.makedirs(out_dir, exist_ok=True)
+    with ExitStack() as stack:
+        writers = {s: stack.enter_context(LmdbWriter(os.path.join(out_dir, f'{s}.lmdb'), compress_level, overwrite))
+                   for s in streams}
+        for key, paths in tqdm(items, desc=desc, unit='img'):
+            imgs = {s: read_image(paths[s]) for s in streams}
+            shapes = {s: img.shape for s, img in imgs.items()}
+            if len({shape[:2] for shape in shapes.values()}) != 1:
+                raise ValueError(f'{key}: the views differ in size ({shapes}); all views of one scene must be aligned.')
+            if crop and min(imgs['gt'].shape[:2]) < crop:
+                counts['stored_whole'] += 1
+            windows = {s: list(crops(img, crop, step or crop, 0)) for s, img in imgs.items()}
+            indices = range(len(windows['gt']))
+            if crop and drop_blurry:
+                indices = keep_sharpest([w for _, w in windows['gt']], drop_blurry)
+                counts['dropped'] += len(windows['gt']) - len(indices)
+            for i in indices:
+                index = windows['gt'][i][0]
+                sub_key = safe_key(key) if index is None else f'{safe_key(key)}_s{index:03d}'
+                for s in streams:
+                    writers[s].put(sub_key, np.ascontiguousarray(windows[s][i][1]))
+                counts['sub_images'] += 1
+            counts['pairs'] += 1
+    counts['seconds'] = round(time.time() - start, 1)
+    return counts
+
+
+def write_extra_files(out_dir, files, only_missing=False):
+    """Small text files beside the LMDBs (pairing records, subset lists), each written atomically."""
+    os.makedirs(out_dir, exist_ok=True)
+    for name, text in files.items():
+        path = os.path.join(out_dir, name)
+        if only_missing and os.path.exists(path):
+            continue
+        with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(f'{path}.tmp', path)
+
+
+def run_splits(title, dst, splits, overwrite=False, compress_level=1):
+    """Write every split (see the module docstring for the restart rule) and print the summary table."""
+    from basicsr_restore.prepare.paired import write_pairs
+
+    start = time.time()
+    rows = []
+    for split in splits:
+        out_dir = os.path.join(dst, split.name)
+        state = split_state(out_dir, split.streams)
+        lmdbs = ', '.join(f'{s}.lmdb' for s in split.streams)
+        if state == 'mixed' and not overwrite:
+            present = [s for s in split.streams if os.path.isdir(os.path.join(out_dir, f'{s}.lmdb'))]
+            raise FileExistsError(f"'{out_dir}' holds only {', '.join(p + '.lmdb' for p in present)} of {lmdbs} (an "
+                                  'earlier run stopped between them). Pass --overwrite to rebuild this split.')
+        if state == 'complete' and not overwrite:
+            write_extra_files(out_dir, split.extra_files, only_missing=True)
+            rows.append(dict(split=split.name, status='kept', out=out_dir, note='already there; --overwrite rebuilds'))
+            continue
+        write_extra_files(out_dir, split.extra_files)
+        if split.items is not None:
+            items = split.items()
+            counts = write_streams(items, out_dir, split.streams, split.crop, split.step, split.drop_blurry,
+                                   compress_level, overwrite, desc=split.name)
+        else:
+            pairs = split.pairs()
+            counts = write_pairs(pairs, out_dir, split.crop, split.step, 0, compress_level, overwrite,
+                                 desc=split.name)
+        rows.append(dict(split=split.name, status='written', out=out_dir, images=counts['pairs'],
+                         stored=counts['sub_images'], whole=counts.get('stored_whole', 0),
+                         dropped=counts.get('dropped', 0), official=split.official, note=split.note,
+                         seconds=counts['seconds'],
+                         mb=folder_megabytes([os.path.join(out_dir, f'{s}.lmdb') for s in split.streams])))
+    print(format_table(title, dst, rows, time.time() - start))
+    return rows
+
+
+def format_table(title, dst, rows, seconds):
+    lines = [f'{title} -> {dst}  ({seconds:.1f} s in all)',
+             f"  {'split':<16} {'images':>7} {'stored':>8} {'size':>10} {'time':>8}  official download / notes"]
+    for r in rows:
+        if r['status'] == 'kept':
+            lines.append(f"  {r['split']:<16} {'-':>7} {'-':>8} {'-':>10} {'-':>8}  kept: {r['out']} {r['note']}")
+            continue
+        notes = [r['official']] if r['official'] else []
+        if r['dropped']:
+            notes.append(f"{r['dropped']} least sharp crops dropped")
+        if r['whole']:
+            notes.append(f"{r['whole']} images smaller than the crop stored whole")
+        if r['note']:
+            notes.append(r['note'])
+        lines.append(f"  {r['split']:<16} {r['images']:>7} {r['stored']:>8} {r['mb']:>7.1f} MB {r['seconds']:>6.1f} s  "
+                     + '; '.join(notes))
+    return '\n'.join(lines)
+
+
+def no_layout(dataset, src, expected_layouts):
+    """The one error for an unrecognised source folder: the layouts accepted and what ``src`` holds."""
+    found = listing(src)
+    if os.path.isdir(src):
+        subs = [os.path.join(src, e) for e in sorted(os.listdir(src)) if os.path.isdir(os.path.join(src, e))][:4]
+        found += ''.join(f'; {listing(s, 5)}' for s in subs)
+    layouts = ''.join(f'\n  - {layout}' for layout in expected_layouts)
+    return LayoutError(f"{dataset}: '{src}' is not laid out as expected. Accepted layouts (folder names are "
+                       f'case-insensitive):{layouts}\nFound: {found}.')
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def _crop_options(crop, step, what):
+    def add(p):
+        p.add_argument('--crop', type=int, default=crop, help=f'sub-image size of the {what} (default {crop})')
+        p.add_argument('--step', type=int, default=step, help=f'grid step of the sub-images (default {step})')
+    return add
+
+
+def _gopro_options(p):
+    _crop_options(512, 256, 'train frames')(p)
+    p.add_argument('--split', choices=('train', 'test', 'all'), default='all',
+                   help='prepare one split only (then SRC may be that split\'s folder itself); default all')
+
+
+def _realblur_options(p):
+    p.add_argument('--variant', choices=('J', 'R', 'both'), default='both', help='RealBlur-J, -R or both (default)')
+
+
+def _rain13k_options(p):
+    p.add_argument('--crop', type=int, default=None, help='cut the training images into sub-images (default: keep '
+                                                          'them whole, as the published recipes do)')
+    p.add_argument('--step', type=int, default=None, help='grid step of the sub-images (default: CROP)')
+    p.add_argument('--train-only', action='store_true', help='skip the test sets even when they are found')
+
+
+def _dpdd_options(p):
+    _crop_options(512, 204, 'train images')(p)
+    p.add_argument('--drop-blurry', type=float, default=0.3,
+                   help='fraction of the least sharp train crops of each image to drop (default 0.3, the published '
+                        'filter; 0 keeps all)')
+    p.add_argument('--split', choices=('train', 'val', 'test', 'all'), default='all', help='default all')
+
+
+#: command -> (module, function, one-line help, extra options)
+COMMANDS = {
+    'gopro': ('gopro', 'run_gopro', 'GoPro: train cut into 512x512 crops (step 256), test whole', _gopro_options),
+    'hide': ('gopro', 'run_hide', 'HIDE test set (GoPro-trained models), whole images', None),
+    'realblur': ('gopro', 'run_realblur', 'RealBlur-J/R test sets, whole images', _realblur_options),
+    'sidd': ('sidd', 'run_sidd', 'SIDD-Medium sRGB scene folders -> 512x512 crops (step 384)',
+             _crop_options(512, 384, 'frames')),
+    'sidd-val': ('sidd', 'run_sidd_val', 'SIDD validation .mat blocks -> 1,280 pairs of 256x256', None),
+    'rain13k': ('rain', 'run_rain13k', 'Rain13K training set, plus the five test sets when found', _rain13k_options),
+    'rain100h': ('rain', 'run_test_set', 'Rain100H test set', None),
+    'rain100l': ('rain', 'run_test_set', 'Rain100L test set', None),
+    'test100': ('rain', 'run_test_set', 'Test100 test set', None),
+    'test1200': ('rain', 'run_test_set', 'Test1200 test set', None),
+    'test2800': ('rain', 'run_test_set', 'Test2800 test set', None),
+    'dpdd': ('dpdd', 'run_dpdd', 'DPDD dual-pixel defocus set, 16-bit: train crops (stride 204, sharpness filter), '
+             'val and test whole', _dpdd_options),
+}
+
+
+def add_dataset_parsers(kinds):
+    """Add one ``prepare <dataset> SRC DST`` sub-command per entry of :data:`COMMANDS`."""
+    import argparse
+    import importlib
+    for name, (module, func, help_text, extra) in COMMANDS.items():
+        doc = importlib.import_module(f'basicsr_restore.prepare.{module}').__doc__
+        p = kinds.add_parser(name, help=help_text, description=doc,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument('src', metavar='SRC', help='the download as unpacked (see datasets/README.md)')
+        p.add_argument('dst', metavar='DST', help='output folder, e.g. datasets/GoPro')
+        p.add_argument('--overwrite', action='store_true',
+                       help='rebuild splits that exist already (each is replaced only once its new copy is complete)')
+        p.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default 1, as basicsr)')
+        if extra:
+            extra(p)
+        p.set_defaults(prepare_runner=f'basicsr_restore.prepare.{module}:{func}')
+
+
+def run_command(args):
+    """Run the preparer chosen by :func:`add_dataset_parsers`."""
+    import importlib
+    module, func = args.prepare_runner.split(':')
+    return getattr(importlib.import_module(module), func)(args)
