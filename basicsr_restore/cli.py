@@ -1,6 +1,8 @@
-"""``basicsr-restore <verb>``: prepare data, check the installation, score a trained run.
+"""``basicsr-restore <verb>``: prepare data, restore images, benchmark and convert networks, check the install.
 
-Verbs: ``prepare`` (``paired``, ``demo``), ``doctor``, ``report``, ``infer``, ``bench``, ``convert``.
+Verbs: ``prepare`` (``paired``, ``demo``, ``gopro``, ``hide``, ``realblur``, ``sidd``, ``sidd-val``, ``rain13k``,
+``rain100h``, ``rain100l``, ``test100``, ``test1200``, ``test2800``, ``dpdd``), ``infer``, ``bench``, ``convert``,
+``report``, ``doctor``.
 Each ``--help`` tells more.
 """
 import argparse
