@@ -22,7 +22,8 @@ def _add_prepare(sub):
     paired.add_argument('--thresh-size', type=int, default=0,
                         help='move the last row/column of crops to the border when more than this is left (default 0)')
     paired.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default 1, as basicsr)')
-    paired.add_argument('--overwrite', action='store_true', help='replace existing LMDBs (only once the new ones are complete)')
+    paired.add_argument('--overwrite', action='store_true', 
+                        help='replace existing LMDBs (only once the new ones are complete)')
 
     demo = kinds.add_parser('demo', help="small offline set from scikit-image's bundled photos")
     demo.add_argument('--out', default='datasets/demo', help='output folder (default datasets/demo)')

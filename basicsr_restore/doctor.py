@@ -38,7 +38,8 @@ def run():
     show('owned by', ', '.join(owners) or 'no installed distribution (a source checkout on sys.path?)')
     if len(set(owners)) > 1:
         problems.append(f'several distributions install the basicsr package ({", ".join(owners)}): they overwrite each '
-                        'other. Uninstall all but basicsr (pip uninstall ...; pip install --no-build-isolation basicsr==1.4.2).')
+                        'other. Uninstall all but basicsr (pip uninstall ...; '
+                        'pip install --no-build-isolation basicsr==1.4.2).')
     try:
         import basicsr.utils.registry  # noqa: F401
     except ImportError:

@@ -163,7 +163,8 @@ def test_wrong_channel_count(tmp_path):
     gray = cv2.cvtColor(photo((32, 32)), cv2.COLOR_BGR2GRAY)
     write_folder(tmp_path / 'gt', {'g.png': gray})
     write_folder(tmp_path / 'lq', {'g.png': gray})
-    with pytest.raises(ValueError, match=r"gt image '.*g.png' has 1 channels, the dataset expects 3 \(option channels\)"):
+    message = r"gt image '.*g.png' has 1 channels, the dataset expects 3 \(option channels\)"
+    with pytest.raises(ValueError, match=message):
         dataset(tmp_path / 'gt', tmp_path / 'lq')[0]
     assert dataset(tmp_path / 'gt', tmp_path / 'lq', channels=1)[0]['gt'].shape == (1, 32, 32)
 

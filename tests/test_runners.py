@@ -103,8 +103,8 @@ def test_stock_test_runner_pads_and_writes_results(trained, demo_data):
     # the explicit wrapper, from another directory
     other = work / 'elsewhere'
     other.mkdir()
-    run(['python', '-m', 'basicsr_restore.test', '-opt', write_yaml(work / 'test2.yml', dict(opt, name='wrapped_test'))],
-        cwd=other)
+    wrapped = write_yaml(work / 'test2.yml', dict(opt, name='wrapped_test'))
+    run(['python', '-m', 'basicsr_restore.test', '-opt', wrapped], cwd=other)
     for results in (work / 'results' / 'tiny_test', other / 'results' / 'wrapped_test'):
         saved = glob.glob(str(results / 'visualization' / 'demo_val' / '*.png'))
         assert len(saved) == 1
@@ -163,8 +163,9 @@ def test_demo_option_file_trains_through_the_stock_runner(network, demo_data, tm
     (tmp_path / 'datasets').mkdir()
     os.symlink(demo_data, tmp_path / 'datasets' / 'demo')
     opt = os.path.join(ROOT, 'options', 'demo', f'{network}_demo.yml')
-    run(['python', '-m', 'basicsr.train', '-opt', opt, '--force_yml', 'train:total_iter=2', 'train:scheduler:warmup_iter=1', 'val:val_freq=2',
-         'logger:save_checkpoint_freq=2', 'logger:print_freq=1', 'datasets:train:batch_size_per_gpu=2'], cwd=tmp_path)
+    overrides = ['train:total_iter=2', 'train:scheduler:warmup_iter=1', 'val:val_freq=2',
+                 'logger:save_checkpoint_freq=2', 'logger:print_freq=1', 'datasets:train:batch_size_per_gpu=2']
+    run(['python', '-m', 'basicsr.train', '-opt', opt, '--force_yml', *overrides], cwd=tmp_path)
     text = logs(tmp_path / 'experiments' / f'{network}_demo')
     assert f'Network [{network}] is created.' in text
     assert re.search(r'# psnr: \d+\.\d+', text)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet, check_multiple
+from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet
 from basicsr_restore.register import register
 
 
@@ -132,21 +132,8 @@ class ChaIR(MultiScaleUNet):
         base_channel (int): width of the first level (official 32; other values are not an official
             configuration, meant for quick experiments).
     """
-    pad_multiple = 4
-    min_size = 8
-    multi_output = True
+    per_sample_batch_norm = 'the BatchNorm of its channel attention (dyna_ch)'
     official_param_key = 'model'
 
     def __init__(self, num_res=16, base_channel=32):
         super().__init__(ResBlock, num_res, base_channel)
-
-    def forward(self, x):
-        check_multiple('ChaIR', x, self.pad_multiple)
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(f'ChaIR needs inputs of at least {self.min_size}x{self.min_size} (the InstanceNorm of '
-                             f'SCM1 needs more than one pixel at 1/4 scale), got {x.shape[-2]}x{x.shape[-1]}: '
-                             'pad the input.')
-        if self.training and x.shape[0] < 2:
-            raise ValueError('ChaIR trains the BatchNorm of its channel attention (dyna_ch) over one value per '
-                             'sample: set datasets.train.batch_size_per_gpu to 2 or more.')
-        return super().forward(x)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet, check_multiple
+from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet
 from basicsr_restore.register import register
 
 
@@ -124,20 +124,10 @@ class IRNeXt(MultiScaleUNet):
     """
     pad_multiple = 32
     min_size = 64
-    multi_output = True
+    min_size_reason = 'its 1/32-scale maps are reflect-padded'
+    per_sample_batch_norm = 'the BatchNorm of its dynamic filters'
     official_param_key = 'model'
 
     def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32):
         filter_kwargs = dict(low_pass=low_pass, base_size=base_size, train_size=train_size)
         super().__init__(lambda ch, special: ResBlock(ch, special, **filter_kwargs), num_res, base_channel)
-
-    def forward(self, x):
-        check_multiple('IRNeXt', x, self.pad_multiple)
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(f'IRNeXt needs inputs of at least {self.min_size}x{self.min_size} (its 1/32-scale maps '
-                             f'are reflect-padded), got {x.shape[-2]}x{x.shape[-1]}: set datasets.train.gt_size to 64 '
-                             'or more, or pad the input.')
-        if self.training and x.shape[0] < 2:
-            raise ValueError('IRNeXt trains its dynamic filters with BatchNorm over one value per sample: '
-                             'set datasets.train.batch_size_per_gpu to 2 or more.')
-        return super().forward(x)

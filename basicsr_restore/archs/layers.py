@@ -117,8 +117,16 @@ class MultiScaleUNet(nn.Module):
     """Three-level U-Net with multi-scale inputs and residual outputs ``[1/4, 1/2, 1]`` (coarse to fine).
 
     Subclasses pass ``make_block(channel, special) -> nn.Module``: the residual block of the network, with
-    its special module when ``special`` is true.
+    its special module when ``special`` is true, and state their input rules as class attributes (checked
+    with clear errors before every forward).
     """
+    pad_multiple = 4
+    min_size = 8
+    multi_output = True
+    #: why inputs must be at least ``min_size`` pixels (for the error message)
+    min_size_reason = 'the InstanceNorm of SCM1 needs more than one pixel at 1/4 scale'
+    #: the BatchNorm that sees one value per sample, so that training needs batches of 2 (None: no such rule)
+    per_sample_batch_norm = None
 
     def __init__(self, make_block, num_res, base_channel=32):
         super().__init__()
@@ -141,7 +149,20 @@ class MultiScaleUNet(nn.Module):
         self.FAM2 = FAM(c2)
         self.SCM2 = SCM(c2)
 
+    def check_input(self, x):
+        name = type(self).__name__
+        check_multiple(name, x, self.pad_multiple)
+        if min(x.shape[-2:]) < self.min_size:
+            size = self.min_size
+            raise ValueError(f'{name} needs inputs of at least {size}x{size} ({self.min_size_reason}), '
+                             f'got {x.shape[-2]}x{x.shape[-1]}: set datasets.train.gt_size to {self.min_size} or more, '
+                             'or pad the input.')
+        if self.training and x.shape[0] < 2 and self.per_sample_batch_norm:
+            raise ValueError(f'{name} trains {self.per_sample_batch_norm} over one value per sample: set '
+                             'datasets.train.batch_size_per_gpu to 2 or more.')
+
     def forward(self, x):
+        self.check_input(x)
         x_2 = F.interpolate(x, scale_factor=0.5)
         x_4 = F.interpolate(x_2, scale_factor=0.5)
         z2 = self.SCM2(x_2)

@@ -153,7 +153,8 @@ class PairedRestorationDataset(data.Dataset):
         keys = {}
         for kind, root in self.roots.items():
             if not str(root).rstrip('/').endswith('.lmdb'):
-                raise ValueError(f"{self.where}: io_backend lmdb needs dataroot_{kind} ending with .lmdb, got '{root}'.")
+                raise ValueError(f"{self.where}: io_backend lmdb needs dataroot_{kind} ending with .lmdb, "
+                                 f"got '{root}'.")
             entries = read_meta_info(root)
             stored = count_entries(root)
             if stored < len(entries):

@@ -161,7 +161,8 @@ class RestorationModel(SRModel):
         self.clamp_output = bool(train_opt.get('clamp_output', False))
         self.grad_clip = train_opt.get('grad_clip')
         if self.grad_clip is not None and not float(self.grad_clip) > 0:
-            raise ValueError(f'train.grad_clip must be a positive max-norm (e.g. 0.001) or absent, got {self.grad_clip!r}')
+            raise ValueError('train.grad_clip must be a positive max-norm (e.g. 0.001) or absent, '
+                             f'got {self.grad_clip!r}')
         self.setup_optimizers()
         self.setup_schedulers()
 
