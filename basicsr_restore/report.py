@@ -35,9 +35,11 @@ def load_network(opt, weights, device):
 
 
 def labelled(img, text):
+    """``img`` with ``text`` in white on a black box at its top-left corner."""
     img = img.copy()
-    cv2.putText(img, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+    cv2.rectangle(img, (0, 0), (w + 12, h + base + 10), (0, 0, 0), thickness=-1)
+    cv2.putText(img, text, (6, h + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 
 
