@@ -11,10 +11,9 @@ and ``torch.compile`` are stripped):
 Files are opened with ``torch.load(weights_only=True)``: tensors and plain containers only, no code runs.
 A file that pickles other objects is refused unless the caller says it is trusted.
 
-The key lookup and prefix stripping of :func:`basicsr_restore.models.restoration_model.extract_state_dict`
-(used by the training model) is reused here; this module adds the detection report, the strict fit check
-that lists what is missing/unexpected, and the network builders shared by ``infer``, ``bench`` and
-``convert``.
+:func:`extract_state_dict` (key lookup and ``module.`` stripping) also serves the training model's
+``load_network``; on top of it come the detection report, the strict fit check that lists what is
+missing/unexpected, and the network builders shared by ``infer``, ``bench``, ``convert`` and ``report``.
 """
 import inspect
 import json
@@ -26,7 +25,26 @@ import torch
 import yaml
 from torch import nn
 
-from basicsr_restore.models.restoration_model import _CHECKPOINT_KEYS, extract_state_dict
+
+CHECKPOINT_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'model_state_dict', 'net_g', 'generator')
+
+
+def extract_state_dict(checkpoint, param_key, where):
+    """The state dict inside a loaded checkpoint: ``checkpoint[param_key]``, another known key, or itself."""
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{where}: the file holds a {type(checkpoint).__name__}, not a state dict.')
+    if param_key in checkpoint and isinstance(checkpoint[param_key], dict):
+        state = checkpoint[param_key]
+    elif checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
+        state = checkpoint
+    else:
+        found = [k for k in CHECKPOINT_KEYS if isinstance(checkpoint.get(k), dict)]
+        if not found:
+            raise KeyError(f'{where}: no state dict under {param_key!r}; the file has keys {list(checkpoint)[:10]}. '
+                           'Set path.param_key_g to the key that holds the weights.')
+        state = checkpoint[found[0]]
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state.items())
+
 
 #: prefixes wrappers add to every key: DataParallel/DDP, torch.compile
 WRAPPER_PREFIXES = ('module.', '_orig_mod.')
@@ -90,13 +108,13 @@ def detect_key(checkpoint, param_key=None, official_key=None, prefer_ema=True):
     order = ['params_ema', 'params'] if prefer_ema else ['params', 'params_ema']
     if official_key:
         order.append(official_key)
-    order += [k for k in _CHECKPOINT_KEYS if k not in order]
+    order += [k for k in CHECKPOINT_KEYS if k not in order]
     for key in order:
         if isinstance(checkpoint.get(key), dict) and checkpoint[key]:
             why = "the architecture's official key" if key == official_key else 'detected'
             return key, absent + why
     raise CheckpointError(f'no state dict found: the file has the keys {_key_list(checkpoint)} and none of the '
-                          f'known ones ({", ".join(_CHECKPOINT_KEYS)}) holds tensors. {_hint(checkpoint)}')
+                          f'known ones ({", ".join(CHECKPOINT_KEYS)}) holds tensors. {_hint(checkpoint)}')
 
 
 def _key_list(d):

@@ -9,29 +9,12 @@ import os
 import cv2
 import numpy as np
 import torch
-import yaml
-from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
 from basicsr_restore.archs.layers import restore_any_size
-from basicsr_restore.models.restoration_model import extract_state_dict
-
-
-def load_options(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"-opt '{path}' does not exist")
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f)
-
-
-def load_network(opt, weights, device):
-    net = build_network(dict(opt['network_g']))
-    checkpoint = torch.load(weights, map_location='cpu', weights_only=True)
-    key = 'params_ema' if isinstance(checkpoint, dict) and 'params_ema' in checkpoint else 'params'
-    net.load_state_dict(extract_state_dict(checkpoint, key, f"weights '{weights}'"), strict=True)
-    return net.to(device).eval()
+from basicsr_restore.checkpoints import load_network, load_options
 
 
 def labelled(img, text):
@@ -51,7 +34,9 @@ def run(args):
         raise FileNotFoundError(f"weights '{weights}' not found: train first (python -m basicsr.train -opt "
                                 f'{args.opt}) or pass --weights.')
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    net = load_network(opt, weights, device)
+    spec = dict(opt['network_g'])
+    net, _ = load_network(spec.pop('type'), spec, weights)
+    net = net.to(device).eval()
     out_dir = args.out or os.path.join('results', f'{name}_report')
     os.makedirs(out_dir, exist_ok=True)
     rows = []

@@ -34,10 +34,10 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
 from basicsr_restore.archs.layers import restore_any_size
+from basicsr_restore.checkpoints import extract_state_dict
 from basicsr_restore.models.lr_scheduler import WarmupCosineLR
 from basicsr_restore.register import register
 
-_CHECKPOINT_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'model_state_dict', 'net_g', 'generator')
 
 
 def as_list(outputs):
@@ -49,23 +49,6 @@ def resize_like(img, ref):
     if img.shape[-2:] == ref.shape[-2:]:
         return img
     return F.interpolate(img, size=ref.shape[-2:], mode='bilinear', align_corners=False)
-
-
-def extract_state_dict(checkpoint, param_key, where):
-    """The state dict inside a loaded checkpoint: ``checkpoint[param_key]``, another known key, or itself."""
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{where}: the file holds a {type(checkpoint).__name__}, not a state dict.')
-    if param_key in checkpoint and isinstance(checkpoint[param_key], dict):
-        state = checkpoint[param_key]
-    elif checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
-        state = checkpoint
-    else:
-        found = [k for k in _CHECKPOINT_KEYS if isinstance(checkpoint.get(k), dict)]
-        if not found:
-            raise KeyError(f'{where}: no state dict under {param_key!r}; the file has keys {list(checkpoint)[:10]}. '
-                           'Set path.param_key_g to the key that holds the weights.')
-        state = checkpoint[found[0]]
-    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state.items())
 
 
 @register('model')
