@@ -49,6 +49,16 @@ def write_folder(folder, images):
         cv2.imwrite(os.path.join(folder, name), img)
 
 
+_PREPARED = {}
+
+
+def prepared_once(name, tmp_path_factory, build):
+    """``build(folder)`` once per test session (miniature datasets shared by several test modules)."""
+    if name not in _PREPARED:
+        _PREPARED[name] = build(tmp_path_factory.mktemp(name))
+    return _PREPARED[name]
+
+
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
     """``basicsr-restore prepare demo`` output (LMDB train pairs + the held-out validation photo)."""

@@ -18,10 +18,9 @@ from basicsr_restore.data.paired_dataset import PairedRestorationDataset, shared
 from basicsr_restore.prepare.common import keep_sharpest
 from basicsr_restore.prepare.paired import grid_positions
 
-from conftest import photo
+from conftest import photo, prepared_once
 
 SIZE = (140, 210)
-_CACHE = {}
 
 
 def views(seed):
@@ -63,12 +62,12 @@ def make_canon_dpdd(root, split='test', sources=('1P0A0917', '1P0A0933'), target
 
 
 def prepared_dpdd(tmp_path_factory):
-    if 'dpdd' not in _CACHE:
-        base = tmp_path_factory.mktemp('dpdd')
+    def build(base):
         make_restormer_dpdd(str(base / 'raw'))
         assert main(['prepare', 'dpdd', str(base / 'raw'), str(base / 'DPDD'), '--crop', '64', '--step', '26']) == 0
-        _CACHE['dpdd'] = base / 'DPDD'
-    return _CACHE['dpdd']
+        return base / 'DPDD'
+
+    return prepared_once('dpdd', tmp_path_factory, build)
 
 
 @pytest.fixture(scope='module')

@@ -14,10 +14,9 @@ from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
 from basicsr_restore.prepare.paired import grid_positions
 
-from conftest import photo, write_folder
+from conftest import photo, prepared_once, write_folder
 
 FRAME = (96, 160)  # h, w
-_CACHE = {}
 
 
 def blurred(img):
@@ -57,22 +56,22 @@ def make_flattened(root, split, names, lq='input', gt='target', seed=0, size=FRA
 
 def prepared_gopro(tmp_path_factory):
     """The miniature GOPRO_Large prepared into LMDB (shared by the tests of several modules)."""
-    if 'gopro' not in _CACHE:
-        base = tmp_path_factory.mktemp('gopro')
+    def build(base):
         make_gopro_large(str(base / 'raw'))
         assert main(['prepare', 'gopro', str(base / 'raw'), str(base / 'GoPro'), '--crop', '64', '--step', '32']) == 0
-        _CACHE['gopro'] = base / 'GoPro'
-    return _CACHE['gopro']
+        return base / 'GoPro'
+
+    return prepared_once('gopro', tmp_path_factory, build)
 
 
 def prepared_hide(tmp_path_factory):
     """A miniature flattened HIDE copy (Restormer's ``test/HIDE/{input,target}``) prepared into LMDB."""
-    if 'hide' not in _CACHE:
-        base = tmp_path_factory.mktemp('hide')
+    def build(base):
         make_flattened(str(base / 'raw'), 'test/HIDE', ['1fromGOPR0950.png', '2fromGOPR1096.png'], seed=20)
         assert main(['prepare', 'hide', str(base / 'raw'), str(base / 'HIDE')]) == 0
-        _CACHE['hide'] = base / 'HIDE'
-    return _CACHE['hide']
+        return base / 'HIDE'
+
+    return prepared_once('hide', tmp_path_factory, build)
 
 
 @pytest.fixture(scope='module')

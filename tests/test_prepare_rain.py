@@ -9,9 +9,8 @@ from basicsr_restore.cli import main
 from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
 
-from conftest import photo
+from conftest import photo, prepared_once
 
-_CACHE = {}
 SIZE = (40, 48)
 
 
@@ -43,12 +42,12 @@ def make_rain_download(root, tests=('Rain100H', 'Rain100L')):
 
 
 def prepared_rain(tmp_path_factory):
-    if 'rain' not in _CACHE:
-        base = tmp_path_factory.mktemp('rain')
+    def build(base):
         make_rain_download(str(base / 'raw'), ('Rain100H', 'Rain100L', 'Test100', 'Test1200', 'Test2800'))
         assert main(['prepare', 'rain13k', str(base / 'raw'), str(base / 'Rain13K')]) == 0
-        _CACHE['rain'] = base / 'Rain13K'
-    return _CACHE['rain']
+        return base / 'Rain13K'
+
+    return prepared_once('rain', tmp_path_factory, build)
 
 
 @pytest.fixture(scope='module')

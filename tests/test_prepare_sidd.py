@@ -10,11 +10,10 @@ from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
 from basicsr_restore.prepare.paired import grid_positions
 
-from conftest import noisy, photo, write_folder
+from conftest import noisy, photo, prepared_once, write_folder
 
 SCENES = ('0001_001_S6_00100_00060_3200_L', '0002_001_S6_00100_00020_3200_N')
 FRAME = (76, 100)
-_CACHE = {}
 
 
 def make_sidd_medium(root):
@@ -44,14 +43,14 @@ def make_validation_mats(root, images=2, blocks=3, size=32):
 
 def prepared_sidd(tmp_path_factory):
     """Miniature SIDD prepared into ``SIDD/train`` (crop 32, step 24) and ``SIDD/val``."""
-    if 'sidd' not in _CACHE:
-        base = tmp_path_factory.mktemp('sidd')
+    def build(base):
         make_sidd_medium(str(base / 'raw'))
         make_validation_mats(str(base / 'raw' / 'val'))
         assert main(['prepare', 'sidd', str(base / 'raw'), str(base / 'SIDD'), '--crop', '32', '--step', '24']) == 0
         assert main(['prepare', 'sidd-val', str(base / 'raw'), str(base / 'SIDD')]) == 0
-        _CACHE['sidd'] = base / 'SIDD'
-    return _CACHE['sidd']
+        return base / 'SIDD'
+
+    return prepared_once('sidd', tmp_path_factory, build)
 
 
 @pytest.fixture(scope='module')
