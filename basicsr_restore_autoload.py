@@ -136,6 +136,34 @@ class _AfterExec:
         module.__loader__ = self._loader
         STATE['basicsr_hook_fired'] = True
         load_plugins()
+        _leave_runner_to_runpy()
+
+
+#: basicsr's runner modules, which ``basicsr/__init__`` imports as a side effect
+RUNNERS = ('basicsr.train', 'basicsr.test')
+
+
+def _main_module():
+    """The module ``python -m NAME`` runs in this process, or None."""
+    argv = getattr(sys, 'orig_argv', [])
+    for i, arg in enumerate(argv[1:-1], 1):
+        if arg == '-m':
+            return argv[i + 1]
+    return None
+
+
+def _leave_runner_to_runpy():
+    """``basicsr/__init__`` imports ``basicsr.train`` and ``basicsr.test``, so ``python -m basicsr.train`` finds
+    the runner already imported and runpy warns that this "may result in unpredictable behaviour" before
+    running a second copy as ``__main__``. When this process (or a spawned worker, which re-runs the parent's
+    main module) is about to run a runner, the package's early copy is dropped from ``sys.modules``: runpy then
+    runs the one copy, and says nothing."""
+    spawned = '--multiprocessing-fork' in getattr(sys, 'orig_argv', [])
+    main = _main_module()
+    for name in RUNNERS:
+        if (spawned or main == name) and name in sys.modules:
+            del sys.modules[name]
+            STATE.setdefault('runner_left_to_runpy', []).append(name)
 
 
 def _remove(finder):

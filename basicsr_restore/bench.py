@@ -14,7 +14,9 @@ or ``--arch NAME [--arch-args ...]``, or an option file's ``network_g``):
 * **peak memory**: GPU: ``torch.cuda.max_memory_allocated`` during the forward runs and during training
   (weights included). CPU: not measured (``null``), torch has no allocator statistics there;
 * **training**: iterations per second of forward + L1 loss on the last output + backward + Adam step, at
-  ``--train-batch`` random patches of ``--patch`` x ``--patch`` pixels.
+  ``--train-batch`` random patches of ``--patch`` x ``--patch`` pixels, with RestorationModel's NaN guard (as
+  training runs); the same steps without it are timed in between, and the table shows the guard's cost
+  (median step time with / without, in %).
 
 Modes (``--mode``, combine with ``+``): ``fp32``, ``bf16`` (autocast), ``channels_last``, ``compile``
 (``torch.compile``; its compilation happens in the warm-up runs). ``--json FILE`` writes every figure;
@@ -188,25 +190,44 @@ def measure_forward(runner, autocast, memory_format, size, device, warmup, runs)
 
 
 def measure_training(net, runner, autocast, memory_format, batch, patch, device, warmup, runs):
+    """Training steps as RestorationModel takes them (with its NaN guard: buffer snapshot, finite check of the
+    loss and gradient norm, see ``models/step_guard.py``), and the same steps without the guard, interleaved
+    so that both see the same machine; ``nan_guard_cost_pct`` is what the guard costs."""
+    from basicsr_restore.models.step_guard import StepGuard
     timer = Timer(device)
     runner.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    guard = StepGuard(net)
     x = torch.rand(batch, 3, *patch, device=device).contiguous(memory_format=memory_format)
     target = torch.rand(batch, 3, *patch, device=device).contiguous(memory_format=memory_format)
 
-    def step():
+    def step(guarded):
+        if guarded:
+            guard.snapshot()
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             loss = F.l1_loss(last_output(runner(x)).float(), target)
         loss.backward()
-        optimizer.step()
+        if not guarded or guard.verdict({'l1': loss}, guard.grad_norm(params)).ok:
+            optimizer.step()
+        else:
+            guard.restore()
 
     for _ in range(warmup):
-        step()
-    times, peak = peak_memory(device, lambda: [timer(step) for _ in range(runs)])
-    stats = spread(times)
-    return {'batch': batch, 'patch': list(patch), 'it_per_s': 1000.0 * len(times) / sum(times),
-            'step_ms': stats, 'peak_memory_mb': peak, 'loss': 'L1 on the last output', 'optimizer': 'Adam'}
+        step(True)
+        step(False)
+
+    def both():
+        return [(timer(lambda: step(True)), timer(lambda: step(False))) for _ in range(runs)]
+
+    pairs, peak = peak_memory(device, both)
+    guarded, plain = [p[0] for p in pairs], [p[1] for p in pairs]
+    rate, plain_rate = 1000.0 * len(guarded) / sum(guarded), 1000.0 * len(plain) / sum(plain)
+    return {'batch': batch, 'patch': list(patch), 'it_per_s': rate, 'step_ms': spread(guarded),
+            'it_per_s_without_nan_guard': plain_rate, 'step_ms_without_nan_guard': spread(plain),
+            'nan_guard_cost_pct': 100.0 * (statistics.median(guarded) / statistics.median(plain) - 1.0),
+            'peak_memory_mb': peak, 'loss': 'L1 on the last output', 'optimizer': 'Adam'}
 
 
 def bench_one(name, kwargs, args, mode, device):
@@ -259,14 +280,14 @@ def _ratio(a, b):
 def format_table(records):
     """A Markdown table of records."""
     lines = ['| network | config | mode | device | params (M) | GMACs @ size | forward ms: median (min-max) '
-             '| peak MB fwd / train | train it/s (batch x patch) |',
-             '|---|---|---|---|---:|---:|---:|---:|---:|']
+             '| peak MB fwd / train | train it/s (batch x patch) | NaN-guard cost |',
+             '|---|---|---|---|---:|---:|---:|---:|---:|---:|']
     for r in records:
         config = ', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'
         if r.get('error') and r.get('latency_ms') is None:
             lines.append(f"| {r['network']} | {config} | {r['mode']} | {r['device']} | "
                          f"{_fmt(r['params'] and r['params'] / 1e6, '.3f')} | "
-                         f"{_fmt(r['gmacs'], '.1f')} | error: {r['error'][:90]} | | |")
+                         f"{_fmt(r['gmacs'], '.1f')} | error: {r['error'][:90]} | | | |")
             continue
         size = 'x'.join(map(str, r['input_size']))
         lat = r['latency_ms']
@@ -274,9 +295,11 @@ def format_table(records):
         train_text = (f"{train['it_per_s']:.3g} ({train['batch']}x{'x'.join(map(str, train['patch']))})"
                       if train else ('error: ' + r['error'][:60] if r.get('error') else 'skipped'))
         memory = f"{_fmt(r['peak_memory_mb'], '.0f')} / {_fmt(train and train['peak_memory_mb'], '.0f')}"
+        guard = _fmt(train and train.get('nan_guard_cost_pct'), '+.1f') + (' %' if train and
+                                                                          'nan_guard_cost_pct' in train else '')
         lines.append(f"| {r['network']} | {config} | {r['mode']} | {r['device']} | {r['params'] / 1e6:.3f} | "
                      f"{r['gmacs']:.2f} @ {size} | {lat['median']:.1f} ({lat['min']:.1f}-{lat['max']:.1f}) | "
-                     f"{memory} | {train_text} |")
+                     f"{memory} | {train_text} | {guard} |")
     return '\n'.join(lines)
 
 

@@ -25,6 +25,8 @@ import torch
 import yaml
 from torch import nn
 
+from basicsr_restore.errors import RestoreError
+
 
 CHECKPOINT_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'model_state_dict', 'net_g', 'generator')
 
@@ -50,12 +52,17 @@ def extract_state_dict(checkpoint, param_key, where):
 WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RestoreError, ValueError):
     """A weights file that cannot be used as asked; the message says which file and what to do."""
 
 
+def non_finite_keys(state):
+    """Keys of the floating-point tensors of ``state`` that hold NaN or Inf."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
 # --------------------------------------------------------------------------------------------- reading
-def read_checkpoint(path, trusted=False, what='weights'):
+def read_checkpoint(path, trusted=False, what='weights', trust_hint='pass --trusted'):
     """``torch.load`` ``path`` on the CPU, weights-only unless ``trusted``; clear errors for every failure.
 
     A trusted file holding a whole pickled ``nn.Module`` is accepted: its ``state_dict()`` is returned.
@@ -72,7 +79,7 @@ def read_checkpoint(path, trusted=False, what='weights'):
         raise CheckpointError(
             f"{what} '{path}' is not a weights-only file: it pickles Python objects besides tensors "
             f'({_first_line(exc)}). Loading it would run code stored in the file. If you trust where it comes '
-            'from, pass --trusted.') from None
+            f'from, {trust_hint}.') from None
     except Exception as exc:  # zip/pickle/format errors of a file that is not a torch checkpoint at all
         raise CheckpointError(f"{what} '{path}' is not a PyTorch checkpoint ({type(exc).__name__}: "
                               f'{_first_line(exc)}).') from None
@@ -175,9 +182,24 @@ def fit_report(net, state):
     return missing, unexpected, shapes
 
 
-def load_into(net, state, where='weights', strict=True):
-    """Load ``state`` into ``net``; with ``strict`` any missing/unexpected key or shape mismatch is one
-    error listing them. Without it, the tensors that fit are loaded. Returns the fit report."""
+#: below this fraction of the network's tensors, a non-strict load is an error unless partial loads are allowed
+MIN_FIT_FRACTION = 0.5
+
+
+def fit_summary(net, missing, unexpected, shapes):
+    """``'121 of 135 tensors of MIRNet fit: 14 missing [...], 0 unexpected [], 0 shape mismatches []'``."""
+    total = len(net.state_dict())
+    fitted = total - len(missing) - len(shapes)
+    return (f'{fitted} of {total} tensors of {type(net).__name__} fit: {len(missing)} missing {missing[:3]}, '
+            f'{len(unexpected)} unexpected {unexpected[:3]}, {len(shapes)} shape mismatches {shapes[:2]}')
+
+
+def load_into(net, state, where='weights', strict=True, allow_partial=False, allow_option='path.allow_partial_load_g'):
+    """Load ``state`` into ``net``; returns the fit report ``(missing, unexpected, shape_mismatches)``.
+
+    Strict: any missing/unexpected key or shape mismatch is one error listing them. Non-strict: the tensors that
+    fit are loaded, unless fewer than :data:`MIN_FIT_FRACTION` of the network's tensors fit (then the file is
+    probably not a checkpoint of this network: an error, unless ``allow_partial``)."""
     missing, unexpected, shapes = fit_report(net, state)
     if strict and (missing or unexpected or shapes):
         parts = []
@@ -188,8 +210,13 @@ def load_into(net, state, where='weights', strict=True):
         raise CheckpointError(
             f'{where} does not fit {type(net).__name__}: ' + '; '.join(parts) + '. Check the architecture and its '
             'arguments (e.g. num_res, base_channel, the preset), or that the file is for this network.')
-    fitting = {k: v for k, v in state.items() if k not in unexpected and not any(s.startswith(f'{k}:') for s in shapes)}
-    net.load_state_dict(fitting, strict=False)
+    total = len(net.state_dict())
+    if (total - len(missing) - len(shapes)) < MIN_FIT_FRACTION * total and not allow_partial:
+        raise CheckpointError(f'{where} (non-strict load): only {fit_summary(net, missing, unexpected, shapes)}; this '
+                              f'is probably not a checkpoint of this network. Set {allow_option}: true to load it '
+                              'anyway.')
+    bad_shape = {s.split(':')[0] for s in shapes}
+    net.load_state_dict({k: v for k, v in state.items() if k not in unexpected and k not in bad_shape}, strict=False)
     return missing, unexpected, shapes
 
 
@@ -278,11 +305,17 @@ def network_spec(opt_path=None, arch=None, arch_args=None):
                      '--arch NAME --weights FILE [--arch-args key=value ...].')
 
 
-def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=False, what='--weights'):
+def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=False, what='--weights',
+                 allow_partial=False):
     """Build ``name(**kwargs)`` and load ``weights`` into it; returns ``(net, info)`` (see find_state_dict)."""
     net = build_arch(name, kwargs)
     checkpoint = read_checkpoint(weights, trusted=trusted, what=what)
     where = f"{what} '{weights}'"
     state, info = find_state_dict(checkpoint, param_key, getattr(net, 'official_param_key', None), where=where)
-    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict)
+    bad = non_finite_keys(state)
+    if bad:
+        raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} of {len(state)} tensors (e.g. {", ".join(bad[:3])}): '
+                              'the training run that wrote it diverged, and its outputs would be black or garbage. '
+                              'Use an earlier checkpoint of that run.')
+    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict, allow_partial)
     return net, info

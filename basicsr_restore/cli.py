@@ -75,6 +75,17 @@ def _add_tools(sub):
 
 
 def main(argv=None):
+    """The console script; Ctrl-C anywhere ends with one line (exit status 130) and nothing half-written."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith('-')]
+        verb = words[0] if words and words[0] in INTERRUPTED else None
+        print(f'\nbasicsr-restore{" " + verb if verb else ""}: interrupted. {INTERRUPTED[verb]}', file=sys.stderr)
+        return 130
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(prog='basicsr-restore', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='verb', required=True, metavar='VERB')
     _add_prepare(sub)
@@ -101,6 +112,16 @@ def main(argv=None):
         print(f'basicsr-restore {args.verb}: error: {message}', file=sys.stderr)
         return 2
     return 0
+
+
+#: what an interrupted verb leaves behind (every file is written whole and then renamed into place)
+INTERRUPTED = {
+    'prepare': 'Finished LMDBs are complete and kept; the one being written stays as *.lmdb.partial (never used) and '
+               'the same command starts it over.',
+    'infer': 'The images written so far are complete; the one being restored was not written.',
+    'convert': 'The output file was not written.',
+    None: 'Nothing was left half-written.',
+}
 
 
 if __name__ == '__main__':

@@ -13,9 +13,12 @@ Runner fixes (wrappers around ``basicsr.utils.options.parse_options``; nothing o
   tb_logger would land there and ``--auto_resume`` (which looks under the current directory) would never
   find its states. When that root is a ``site-packages``/``dist-packages`` folder, the current directory
   is used instead. ``BASICSR_RESTORE_NO_ROOT_REDIRECT=1`` turns this off.
-* **CPU-safe resume**: basicsr's ``load_resume_state`` maps the state onto ``torch.cuda.current_device()``
-  and fails on machines without CUDA. The runner that calls ``parse_options`` gets a version that maps to
-  the device the options ask for, and reads the states from ``path.training_states``.
+* **runner helpers** (``runner.adopt``): CPU-safe, exact resume; the seeded training loader of this package's
+  models; ``make_exp_dirs`` that survives non-folder ``path`` options; test runs that go on past a missing set;
+* **distributed start** (``distributed.init_dist``): device from ``LOCAL_RANK``, ``dist_params.backend``
+  honoured (gloo on the CPU);
+* **option check** (``options_check``): unknown keys, type names and arguments stop the run before it starts,
+  and errors of this package print as one message without a traceback (``errors``);
 * **--local-rank**: ``torch.distributed.launch`` on torch >= 2 passes ``--local-rank=N``, which basicsr's
   argument parser rejects; it is rewritten to ``--local_rank=N``.
 """
@@ -31,7 +34,7 @@ APPLIED = []
 _SITE_DIRS = ('site-packages', 'dist-packages')
 
 
-def _note(message):
+def note(message):
     if message not in APPLIED:
         APPLIED.append(message)
 
@@ -40,7 +43,7 @@ def ensure_import_fixes():
     """Make ``import basicsr`` work (idempotent). Does nothing where the real modules exist."""
     _autoload.install_fallbacks()
     for name in _autoload.STATE.get('aliases_served', []):
-        _note(f'served a stand-in for the missing module {name}')
+        note(f'served a stand-in for the missing module {name}')
 
 
 def import_fixes_report():
@@ -72,46 +75,36 @@ def _normalise_local_rank_flag():
     for i, arg in enumerate(sys.argv):
         if arg.startswith('--local-rank'):
             sys.argv[i] = arg.replace('--local-rank', '--local_rank', 1)
-            _note('rewrote --local-rank to --local_rank for basicsr')
+            note('rewrote --local-rank to --local_rank for basicsr')
 
 
-def load_resume_state(opt):
-    """basicsr's ``load_resume_state`` without the CUDA-only ``map_location``.
-
-    With ``--auto_resume`` the newest ``<iter>.state`` in ``path.training_states`` is used; otherwise
-    ``path.resume_state`` if set. The state is mapped to the GPU when the options use one, else the CPU.
-    """
-    import torch
-    from basicsr.utils import check_resume
-
-    resume_path = None
-    if opt.get('auto_resume'):
-        state_dir = opt['path'].get('training_states') or os.path.join('experiments', opt['name'], 'training_states')
-        if os.path.isdir(state_dir):
-            iters = [int(f[:-len('.state')]) for f in os.listdir(state_dir)
-                     if f.endswith('.state') and f[:-len('.state')].isdigit()]
-            if iters:
-                resume_path = os.path.join(state_dir, f'{max(iters)}.state')
-                opt['path']['resume_state'] = resume_path
-    else:
-        resume_path = opt['path'].get('resume_state')
-    if resume_path is None:
-        return None
-    if not os.path.isfile(resume_path):
-        raise FileNotFoundError(f"path.resume_state: '{resume_path}' does not exist. Point the option at a "
-                                '<iter>.state file in the training_states folder of the run, or use --auto_resume.')
-    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
-        device = torch.device('cuda', torch.cuda.current_device())
-    else:
-        device = torch.device('cpu')
-    state = torch.load(resume_path, map_location=device, weights_only=True)
-    check_resume(opt, state['iter'])
-    return state
+def _argument(flag):
+    """The value of ``flag`` (``-opt X`` or ``-opt=X``) in ``sys.argv``, or None."""
+    for i, arg in enumerate(sys.argv):
+        if arg == flag and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith(flag + '='):
+            return arg.split('=', 1)[1]
+    return None
 
 
-def _needs_cpu_safe_resume(func):
-    code = getattr(func, '__code__', None)
-    return code is not None and 'current_device' in code.co_names and func is not load_resume_state
+def _remember_launch_options():
+    """``dist_params`` and ``num_gpu`` of the option file, for ``distributed.init_dist`` (which basicsr calls
+    before the parsed options exist, without ``dist_params`` for the pytorch launcher)."""
+    import yaml
+
+    from basicsr_restore import distributed
+    distributed.PENDING.clear()
+    path = _argument('-opt')
+    if _argument('--launcher') in (None, 'none') or not path or not os.path.isfile(path):
+        return
+    with open(path, encoding='utf-8') as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError:
+            return  # basicsr's own parser reports it
+    if isinstance(raw, dict):
+        distributed.PENDING.update(dist_params=raw.get('dist_params') or {}, num_gpu=raw.get('num_gpu', 'auto'))
 
 
 def _wrap_parse_options(original):
@@ -119,19 +112,21 @@ def _wrap_parse_options(original):
         return original
 
     def parse_options(root_path, is_train=True):
+        from basicsr_restore import errors, options_check, runner
+        errors.install_excepthook()
         _normalise_local_rank_flag()
-        caller = sys._getframe(1).f_globals
-        if _needs_cpu_safe_resume(caller.get('load_resume_state')):
-            caller['load_resume_state'] = load_resume_state
-            _note('resume works without CUDA (load_resume_state of the runner replaced)')
+        runner.adopt(sys._getframe(1).f_globals, is_train)
+        _remember_launch_options()
         redirect = _is_site_dir(root_path) and os.environ.get('BASICSR_RESTORE_NO_ROOT_REDIRECT', '') in ('', '0')
         if redirect:
-            _note(f'root redirected from {root_path} to the current directory')
+            note(f'root redirected from {root_path} to the current directory')
             root_path = os.getcwd()
         opt, args = original(root_path, is_train)
+        options_check.check_options(opt, source=f"-opt '{args.opt}'")
         if redirect:
             opt = _PinnedRootOptions(opt)
             opt['root_path'] = root_path
+        runner.remember(opt)
         return opt, args
 
     parse_options._basicsr_restore_wrapped = True
@@ -142,7 +137,11 @@ def _wrap_parse_options(original):
 def apply_runner_fixes():
     """Wrap ``parse_options`` where basicsr's runners look it up. Idempotent; needs basicsr imported."""
     import basicsr.utils.options as options
+
+    from basicsr_restore import distributed
     options.parse_options = _wrap_parse_options(options.parse_options)
+    if getattr(options, 'init_dist', None) is not distributed.init_dist:
+        options.init_dist = distributed.init_dist  # what basicsr's parse_options calls for --launcher
     for name in ('basicsr.train', 'basicsr.test', '__main__'):
         module = sys.modules.get(name)
         if module is not None and getattr(module, 'parse_options', None) is not None:

@@ -49,7 +49,12 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
     folder = os.path.dirname(os.path.abspath(dst))
     os.makedirs(folder, exist_ok=True)
     tmp = f'{dst}.partial{os.getpid()}'
-    torch.save(payload, tmp)
+    try:
+        torch.save(payload, tmp)
+    except BaseException:  # a failed or interrupted write leaves nothing behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, dst)
     lines.append(f"wrote: {dst} with {list(payload)} (load with path.pretrain_network_g: {dst}, param_key_g: params)")
     return lines

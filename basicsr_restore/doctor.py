@@ -12,6 +12,26 @@ def _version(dist):
         return 'not installed'
 
 
+#: what a fresh interpreter is asked: does importing basicsr alone register this package?
+_FRESH_CHECK = ('import basicsr\nfrom basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY\n'
+                "print('IRNeXt' in ARCH_REGISTRY and 'RestorationModel' in MODEL_REGISTRY)")
+
+
+def fresh_interpreter_sees_plugin():
+    """``(ok, detail)``: run ``import basicsr`` in a new interpreter with this environment, as the stock runner
+    would start, and look for this package's names in the registries."""
+    import subprocess
+    try:
+        proc = subprocess.run([sys.executable, '-c', _FRESH_CHECK], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f'could not start {sys.executable}: {exc}'
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+        return False, f'import basicsr failed: {last}'
+    ok = proc.stdout.strip().splitlines()[-1:] == ['True']
+    return ok, 'IRNeXt and RestorationModel registered' if ok else 'IRNeXt/RestorationModel not registered'
+
+
 def run():
     problems = []
     lines = []
@@ -57,6 +77,14 @@ def run():
         problems.append('basicsr_restore.pth did not run at interpreter start, so `python -m basicsr.train` will not '
                         'see the plugin. Reinstall: pip install -e . (or pip install basicsr-restore); python -S '
                         'skips .pth files.')
+    fresh, detail = fresh_interpreter_sees_plugin()
+    show('fresh interpreter', 'finds the plugin' if fresh else f'does NOT find the plugin ({detail})')
+    if not fresh:
+        why = (f'{autoload.ENV_OFF} is set, so the startup hook is off' if disabled else
+               'the startup hook did not load the plugin')
+        problems.append(f'a fresh `python -m basicsr.train` in this environment would not find this package ({why}; '
+                        f'{detail}). Unset {autoload.ENV_OFF}, reinstall the package (pip install -e .), or run '
+                        '`python -m basicsr_restore.train` instead.')
 
     lines.append('compat fixes applied in this process')
     for note in compat.APPLIED or ['none needed']:

@@ -137,10 +137,13 @@ def write_image(path, img):
     tmp = f'{root}.partial{os.getpid()}{ext}'
     try:
         ok = cv2.imwrite(tmp, img)
+        why = 'OpenCV could not encode it'
     except cv2.error as exc:
         ok, why = False, str(exc).strip().splitlines()[-1]
-    else:
-        why = 'OpenCV could not encode it'
+    except BaseException:  # Ctrl-C while encoding: no half-written file stays behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     if not ok:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -275,9 +278,28 @@ def index_gt(folder):
 
 
 # ----------------------------------------------------------------------------------------------- plan
-def output_name(path, suffix):
-    stem, ext = os.path.splitext(os.path.basename(path))
-    return f'{stem}{suffix}{ext.lower() if ext.lower() in LOSSLESS_EXTS else ".png"}'
+def output_names(inputs, suffix):
+    """The output file name of every input: ``<stem><suffix><ext>`` (PNG/TIFF keep their extension, other formats
+    become PNG). Inputs that share a stem (``a.png`` and ``a.tif``, or ``a.jpg`` and ``a.bmp``) would share an
+    output, a strip or a score row: each of them keeps its extension in the name (``a_png.png``, ``a_tif.tif``)."""
+    from collections import Counter
+    split = [os.path.splitext(os.path.basename(path)) for path in inputs]
+    shared = Counter(stem for stem, _ in split)
+    names = []
+    for stem, ext in split:
+        label = f'{stem}_{ext[1:].lower()}' if shared[stem] > 1 else stem
+        names.append((label, f'{label}{suffix}{ext.lower() if ext.lower() in LOSSLESS_EXTS else ".png"}'))
+    return names
+
+
+def _refuse_overwriting_inputs(jobs, inputs):
+    own = {os.path.realpath(p): p for p in inputs}
+    for job in jobs:
+        for path in (job['output'], job.get('strip')):
+            if path and os.path.realpath(path) in own:
+                raise ValueError(f"the output '{path}' is the input '{own[os.path.realpath(path)]}': infer never writes "
+                                 'over its inputs (not even with --overwrite). Choose another --output folder or a '
+                                 '--suffix.')
 
 
 def plan(args, inputs):
@@ -285,14 +307,13 @@ def plan(args, inputs):
     jobs, seen = [], {}
     gt_index, twice = index_gt(args.gt) if args.gt else ({}, set())
     missing_gt = []
-    for path in inputs:
-        name = output_name(path, args.suffix)
+    for path, (label, name) in zip(inputs, output_names(inputs, args.suffix)):
         if name in seen:
             raise ValueError(f"'{path}' and '{seen[name]}' would both be written as '{name}': restore them into "
                              'different output folders, or use --suffix.')
         seen[name] = path
         stem = os.path.splitext(os.path.basename(path))[0]
-        job = {'input': path, 'stem': stem, 'output': os.path.join(args.output, name)}
+        job = {'input': path, 'stem': stem, 'label': label, 'output': os.path.join(args.output, name)}
         if args.compare:
             job['strip'] = os.path.join(args.output, 'compare', f'{os.path.splitext(name)[0]}.png')
         if args.gt:
@@ -305,6 +326,7 @@ def plan(args, inputs):
     if missing_gt:
         raise FileNotFoundError(f"--gt folder '{args.gt}' has no image for {', '.join(missing_gt[:10])}"
                                 f"{' ...' if len(missing_gt) > 10 else ''} (matched by file name without extension).")
+    _refuse_overwriting_inputs(jobs, inputs)
     if not args.overwrite:
         taken = [p for job in jobs for p in (job['output'], job.get('strip')) if p and os.path.exists(p)]
         if args.gt:
@@ -331,7 +353,7 @@ def build(args):
     from basicsr_restore import checkpoints
     name, kwargs, opt = checkpoints.network_spec(args.opt, args.arch, args.arch_args)
     weights, param_key, strict, trusted = args.weights, args.param_key, True, args.trusted
-    what = '--weights'
+    what, allow_partial = '--weights', False
     if opt is not None:
         path_opt = opt.get('path') or {}
         if not weights:
@@ -341,12 +363,15 @@ def build(args):
         param_key = param_key or path_opt.get('param_key_g')
         strict = path_opt.get('strict_load_g', True) is not False
         trusted = trusted or path_opt.get('weights_only_g', True) is False
+        allow_partial = path_opt.get('allow_partial_load_g', False) is True
     elif not weights:
         raise ValueError(f'--arch {name} needs --weights FILE (a checkpoint of that network).')
-    net, info = checkpoints.load_network(name, kwargs, weights, param_key, strict, trusted, what)
+    net, info = checkpoints.load_network(name, kwargs, weights, param_key, strict, trusted, what, allow_partial)
     line = f'{checkpoints.config_text(name, kwargs)} <- {weights}: {checkpoints.describe(info)}'
-    if not strict and (info['missing'] or info['unexpected']):
-        line += f" (non-strict: {len(info['missing'])} missing, {len(info['unexpected'])} unexpected)"
+    if not strict and (info['missing'] or info['unexpected'] or info['shape_mismatches']):
+        summary = checkpoints.fit_summary(net, info['missing'], info['unexpected'], info['shape_mismatches'])
+        print(f'WARNING: non-strict load (path.strict_load_g: false): {summary}; the rest keeps its initial values.',
+              file=sys.stderr)
     return net, line
 
 
@@ -430,13 +455,16 @@ def restore_one(job, restorer, args, tqdm):
     finally:
         if inner is not None:
             inner.close()
+    if not torch.isfinite(out).all():
+        raise ImageError(f"the network produced NaN/Inf for '{job['input']}' ({w}x{h}); nothing was written. With "
+                         '--dtype fp16 use bf16 or fp32; otherwise the weights are broken.')
     written, color = to_output(picture, out)
     write_image(job['output'], written)
     row = None
     if gt is not None:
         psnr_out, ssim_out = score(color, picture.peak, gt)
         psnr_in, ssim_in = score(picture.color, picture.peak, gt)
-        row = {'image': job['stem'], 'psnr_in': psnr_in, 'psnr_out': psnr_out, 'ssim_in': ssim_in,
+        row = {'image': job['label'], 'psnr_in': psnr_in, 'psnr_out': psnr_out, 'ssim_in': ssim_in,
                'ssim_out': ssim_out}
     if job.get('strip'):
         write_image(job['strip'], compare_strip(picture, color, gt, row))

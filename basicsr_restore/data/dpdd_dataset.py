@@ -30,6 +30,8 @@ from basicsr_restore.register import register
 class DualPixelDefocusDataset(PairedRestorationDataset):
     """Left + right dual-pixel views (6-channel ``lq``) and the all-in-focus target; see the module docstring."""
 
+    OPTION_KEYS = (PairedRestorationDataset.OPTION_KEYS - {'dataroot_lq'}) | {'dataroot_lqL', 'dataroot_lqR'}
+
     def __init__(self, opt):
         name = f"dataset '{opt.get('name', 'dual_pixel')}' ({opt.get('phase', 'train')})"
         for key in ('dataroot_lqL', 'dataroot_lqR'):

@@ -10,11 +10,18 @@ What this writer adds:
 * keys are made safe: basicsr cuts keys at the first dot, so any character other than letters, digits,
   ``-``, ``_`` and ``/`` becomes ``_``, and two images that would share a key are an error;
 * an interrupted write never looks complete: everything goes to ``<name>.lmdb.partial`` and the folder
-  is renamed only after ``meta_info.txt`` was written; an existing LMDB is never replaced unless asked.
+  is renamed only after ``meta_info.txt`` was written; an existing LMDB is never replaced unless asked;
+* the LMDBs of one pair (``gt.lmdb`` + ``lq.lmdb``, or DPDD's four) are published together
+  (:func:`lmdb_group`): all are written completely as ``*.partial`` first, then a commit record
+  (``.basicsr-restore-commit``) names them, then they are renamed, then the record goes. A process killed
+  between the renames leaves the record: readers refuse the half-published folder (:func:`check_published`)
+  and the next preparation finishes the renames (:func:`recover`) without ``--overwrite``.
 """
+import json
 import os
 import re
 import shutil
+from contextlib import ExitStack, contextmanager
 
 import cv2
 import lmdb
@@ -23,6 +30,7 @@ import numpy as np
 _UNSAFE = re.compile(r'[^A-Za-z0-9_\-/]')
 _META = re.compile(r'^(?P<key>\S+?)(?:\.png)?\s+\((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\d+)\)')
 META_NAME = 'meta_info.txt'
+COMMIT_NAME = '.basicsr-restore-commit'
 
 
 def safe_key(text):
@@ -86,7 +94,8 @@ class LmdbWriter:
             w.put('scene1_000_s001', img)
     """
 
-    def __init__(self, path, compress_level=1, overwrite=False, map_size=64 << 20, commit_every=200):
+    def __init__(self, path, compress_level=1, overwrite=False, map_size=64 << 20, commit_every=200,
+                 publish_on_exit=True):
         if not str(path).endswith('.lmdb'):
             raise ValueError(f"LMDB output '{path}' must end with .lmdb (basicsr's readers require it)")
         if os.path.exists(path) and not overwrite:
@@ -94,6 +103,7 @@ class LmdbWriter:
         self.path, self.partial = str(path), f'{path}.partial'
         self.compress_level, self.map_size, self.commit_every = compress_level, map_size, commit_every
         self.meta, self._keys, self._pending = [], set(), []
+        self.publish_on_exit = publish_on_exit
 
     def __enter__(self):
         if os.path.exists(self.partial):
@@ -122,20 +132,89 @@ class LmdbWriter:
                 self.map_size *= 2
                 self.env.set_mapsize(self.map_size)
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.env.close()
-            return False  # the .partial folder stays, clearly incomplete; the next run starts it over
+    def finish(self):
+        """Commit, close, write ``meta_info.txt``: ``<path>.partial`` is now complete (not yet published)."""
         self._commit()
         self.env.sync()
         self.env.close()
         with open(os.path.join(self.partial, META_NAME), 'w', encoding='utf-8') as f:
             f.write('\n'.join(self.meta) + '\n')
-        old = None
-        if os.path.exists(self.path):
-            old = f'{self.path}.old'
-            os.replace(self.path, old)
-        os.replace(self.partial, self.path)
-        if old:
-            shutil.rmtree(old)
+
+    def publish(self):
+        publish_partial(self.path)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.env.close()
+            return False  # the .partial folder stays, clearly incomplete; the next run starts it over
+        self.finish()
+        if self.publish_on_exit:
+            self.publish()
         return False
+
+
+def publish_partial(path):
+    """Rename the complete ``<path>.partial`` to ``path`` (replacing an older ``path`` only once it is whole)."""
+    partial, old = f'{path}.partial', f'{path}.old'
+    if os.path.isdir(partial):
+        if os.path.exists(path):
+            if os.path.exists(old):
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(partial, path)
+    if os.path.exists(old):
+        shutil.rmtree(old)
+
+
+def _write_commit_record(folder, paths):
+    record = os.path.join(folder, COMMIT_NAME)
+    with open(f'{record}.tmp', 'w', encoding='utf-8') as f:
+        json.dump({'publish': [os.path.basename(p) for p in paths]}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f'{record}.tmp', record)
+
+
+def recover(folder):
+    """Finish a group publication that a killed process left half done. Returns the LMDB names it published."""
+    record = os.path.join(folder, COMMIT_NAME)
+    if not os.path.isfile(record):
+        return []
+    with open(record, encoding='utf-8') as f:
+        names = json.load(f)['publish']
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(f'{path}.partial') and not os.path.isfile(os.path.join(f'{path}.partial', META_NAME)):
+            raise ValueError(f"'{path}.partial' is named in {record} but is incomplete; remove the folder "
+                             f"'{folder}' and prepare it again.")
+        publish_partial(path)
+    os.remove(record)
+    return names
+
+
+def check_published(lmdb_path, where):
+    """Refuse an LMDB whose folder holds an unfinished group publication (its partner may be older or absent)."""
+    record = os.path.join(os.path.dirname(os.path.abspath(str(lmdb_path).rstrip('/'))), COMMIT_NAME)
+    if os.path.isfile(record):
+        raise ValueError(f"{where}: '{lmdb_path}' belongs to a preparation that was interrupted while its LMDBs were "
+                         f"being published ({record} is still there). Run the same `basicsr-restore prepare` command "
+                         'again: it finishes the job without rebuilding anything.')
+
+
+@contextmanager
+def lmdb_group(paths, compress_level=1, overwrite=False):
+    """``{path: LmdbWriter}`` for LMDBs in one folder that must appear together; see the module docstring."""
+    folders = {os.path.dirname(os.path.abspath(p)) for p in paths}
+    if len(folders) != 1:
+        raise ValueError(f'lmdb_group: the LMDBs of a group must share one folder, got {sorted(folders)}')
+    folder = folders.pop()
+    recover(folder)
+    with ExitStack() as stack:
+        writers = {p: stack.enter_context(LmdbWriter(p, compress_level, overwrite, publish_on_exit=False))
+                   for p in paths}
+        yield writers
+    # every writer has finished its .partial folder: publish them as one
+    _write_commit_record(folder, paths)
+    for path in paths:
+        publish_partial(path)
+    os.remove(os.path.join(folder, COMMIT_NAME))

@@ -27,7 +27,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 from torch.utils import data
 
-from basicsr_restore.data.lmdb_io import decode_image, open_lmdb, read_meta_info
+from basicsr_restore.data.lmdb_io import check_published, decode_image, open_lmdb, read_meta_info
 from basicsr_restore.register import register
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -104,6 +104,11 @@ def centre_crop(images, size, scale=1):
 class PairedRestorationDataset(data.Dataset):
     """Paired degraded (``lq``) / ground-truth (``gt``) images; see the module docstring for the options."""
 
+    #: the keys of a dataset section this class reads (with the dataloader's; anything else is an option error)
+    OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
+                             'geometric_augs', 'channels', 'val_crop_size', 'bit_depth', 'meta_info_file',
+                             'filename_tmpl'})
+
     def __init__(self, opt):
         super().__init__()
         self.opt = opt
@@ -155,6 +160,7 @@ class PairedRestorationDataset(data.Dataset):
             if not str(root).rstrip('/').endswith('.lmdb'):
                 raise ValueError(f"{self.where}: io_backend lmdb needs dataroot_{kind} ending with .lmdb, "
                                  f"got '{root}'.")
+            check_published(root, self.where)
             entries = read_meta_info(root)
             stored = count_entries(root)
             if stored < len(entries):

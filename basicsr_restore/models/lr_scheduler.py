@@ -29,3 +29,13 @@ class WarmupCosineLR(LRScheduler):
 
     def get_lr(self):
         return [self.lr_at(base_lr, self.last_epoch) for base_lr in self.base_lrs]
+
+
+def _host_schedulers():
+    from basicsr.models.lr_scheduler import CosineAnnealingRestartLR, MultiStepRestartLR
+    return {'MultiStepLR': MultiStepRestartLR, 'MultiStepRestartLR': MultiStepRestartLR,
+            'CosineAnnealingRestartLR': CosineAnnealingRestartLR}
+
+
+#: ``train.scheduler.type`` -> class, for RestorationModel and the option check
+SCHEDULERS = {'WarmupCosineLR': WarmupCosineLR, **_host_schedulers()}

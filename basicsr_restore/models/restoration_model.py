@@ -1,6 +1,7 @@
 """RestorationModel: basicsr's SRModel for restoration networks with one or several outputs.
 
-What it adds to SRModel (option keys under ``train`` unless said otherwise):
+What it adds to SRModel (option keys under ``train`` unless said otherwise; :attr:`RestorationModel.OPTION_KEYS`
+lists every key it reads, and any other key is an error before the run starts, see ``options_check``):
 
 * every ``<name>_opt`` entry with a ``type`` is a loss (``pixel_opt``, ``fft_opt``, ``cr_opt``, ...), applied
   to **every output** of a multi-output network against the ground truth resized (bilinear) to that
@@ -10,12 +11,16 @@ What it adds to SRModel (option keys under ``train`` unless said otherwise):
   ``WarmupCosineLR`` (linear warm-up, then cosine to ``eta_min``);
 * ``grad_clip``: max norm of the gradients (``clip_grad_norm_``), off when absent;
 * ``clamp_output``: clamp the outputs to [0, 1] before the losses (MIRNet's recipe), off by default;
+* **NaN-safe steps** (``step_guard``): a non-finite loss term or gradient leaves the network, its BatchNorm
+  statistics, the EMA and the optimizer as they were, decided together by every DDP rank;
+  ``max_skipped_steps`` (default 10) bad steps in a row may be skipped, the next one stops the run; weights
+  with NaN/Inf are never written to a checkpoint;
+* **exact resume**: training states also hold the data position and every rank's random state (``resume``);
 * EMA (``ema_decay``) that also follows buffers, so BatchNorm statistics of ``net_g_ema`` are right;
 * test-time padding to the network's ``pad_multiple`` (reflect, bottom/right) and crop back; the last
   output is the result;
-* validation scored with the dataset's protocol: ``val.metric_input: uint8`` (default, BasicSR's rounded
-  images) or ``float`` (unrounded outputs: SIDD, DPDD), ``val.save_bit_depth: 16``, and per-image CSV/Markdown
-  tables at the end of ``basicsr.test`` runs (see :meth:`RestorationModel.nondist_validation`);
+* validation scored with the dataset's protocol (``val.metric_input``, ``val.save_bit_depth``, per-image tables at
+  the end of ``basicsr.test`` runs), **sharded over DDP ranks** and gathered (equal to one process);
 * checkpoints and training states written atomically (a crash never leaves a truncated file), and
   ``path.pretrain_network_g`` files checked up front, with clear messages.
 """
@@ -28,16 +33,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
-from basicsr.models import lr_scheduler as basicsr_schedulers
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
+from torch.utils.data import default_collate
 
+from basicsr_restore import distributed, resume
 from basicsr_restore.archs.layers import restore_any_size
-from basicsr_restore.checkpoints import extract_state_dict
-from basicsr_restore.models.lr_scheduler import WarmupCosineLR
+from basicsr_restore.checkpoints import (CheckpointError, extract_state_dict, fit_summary, load_into, non_finite_keys,
+                                         read_checkpoint)
+from basicsr_restore.errors import TestSetsMissing, TrainingStopped
+from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
+from basicsr_restore.models.step_guard import StepGuard
 from basicsr_restore.register import register
 
+#: version of the extra entries this model writes into training states
+STATE_FORMAT = 1
 
 
 def as_list(outputs):
@@ -51,40 +62,74 @@ def resize_like(img, ref):
     return F.interpolate(img, size=ref.shape[-2:], mode='bilinear', align_corners=False)
 
 
+class MissingTestSet(torch.utils.data.Dataset):
+    """Stands in for a test set whose files are missing, so ``basicsr.test`` scores the others."""
+
+    def __init__(self, opt, reason):
+        self.opt, self.reason = opt, reason
+
+    def __len__(self):
+        return 0
+
+    def __getitem__(self, index):
+        raise IndexError(index)
+
+
 @register('model')
 class RestorationModel(SRModel):
     """SRModel for single- and multi-output restoration networks (see the module docstring)."""
 
+    #: every key this model reads per section (losses: ``train.<name>_opt``); see ``options_check``
+    OPTION_KEYS = {
+        'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'grad_clip', 'clamp_output',
+                  'max_skipped_steps'},
+        'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics', 'metric_input', 'save_bit_depth'},
+        'path': {'pretrain_network_g', 'param_key_g', 'strict_load_g', 'resume_state', 'ignore_resume_networks',
+                 'weights_only_g', 'allow_partial_load_g'},
+    }
+
     def __init__(self, opt):
         if opt.get('val') is not None:
             opt['val'].setdefault('suffix', None)  # basicsr's test-mode image saving needs the key
+        self._last_good = None
+        self._sets_validated, self._sets_missing = 0, []
         super().__init__(opt)
+
+    def model_to_device(self, net):
+        """To the device; under DDP wrapped with the GPU of this rank, or without ``device_ids`` on the CPU."""
+        net = net.to(self.device)
+        if self.opt['dist']:
+            ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        elif self.opt['num_gpu'] > 1:
+            net = torch.nn.DataParallel(net)
+        return net
 
     # ------------------------------------------------------------------------------------ weights
     def load_network(self, net, load_path, strict=True, param_key='params'):
         where = f"path.pretrain_network_g '{load_path}'"
-        if not os.path.isfile(load_path):
-            raise FileNotFoundError(f'{where} does not exist. Put the weights file there or remove the option '
-                                    '(pretrained files are never downloaded).')
-        weights_only = self.opt['path'].get('weights_only_g', True)
-        try:
-            checkpoint = torch.load(load_path, map_location='cpu', weights_only=weights_only)
-        except Exception as exc:
-            raise RuntimeError(f'{where} could not be read as a weights-only checkpoint ({type(exc).__name__}: '
-                               f'{exc}). If you trust the file, set path.weights_only_g: false.') from None
+        checkpoint = read_checkpoint(load_path, trusted=self.opt['path'].get('weights_only_g', True) is False,
+                                     what='path.pretrain_network_g', trust_hint='set path.weights_only_g: false')
         if param_key == 'params_ema' and 'params_ema' not in checkpoint:
             param_key = self.opt['path'].get('param_key_g', 'params')
         state = extract_state_dict(checkpoint, param_key, where)
+        bad = non_finite_keys(state)
+        if bad:
+            raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} tensors (e.g. {bad[:3]}): the run that wrote '
+                                  'it diverged. Use an earlier checkpoint.')
         bare = self.get_bare_model(net)
-        missing, unexpected = bare.load_state_dict(state, strict=False)
-        shape_errors = [k for k, v in state.items() if k in bare.state_dict() and bare.state_dict()[k].shape != v.shape]
-        if strict and (missing or unexpected or shape_errors):
-            raise RuntimeError(f'{where} does not fit network_g ({type(bare).__name__}): {len(missing)} missing keys '
-                               f'{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, shape mismatches '
-                               f'{shape_errors[:5]}. Check network_g options and path.param_key_g, or set '
-                               'path.strict_load_g: false to load what fits.')
+        hint = ' Check network_g and path.param_key_g, or set path.strict_load_g: false to load what fits.' if strict else ''
+        try:
+            missing, unexpected, shapes = load_into(bare, state, where, strict,
+                                                    self.opt['path'].get('allow_partial_load_g', False))
+        except CheckpointError as exc:
+            raise CheckpointError(f'{exc}{hint}') from None
+        if missing or unexpected or shapes:
+            get_root_logger().warning(f'{where}, non-strict load: {fit_summary(bare, missing, unexpected, shapes)}. '
+                                      'The rest keeps its initial values.')
         get_root_logger().info(f'Loaded {type(bare).__name__} from {load_path} [key {param_key!r}]: '
-                               f'{len(state) - len(unexpected)} tensors, {len(missing)} missing, '
+                               f'{len(state) - len(unexpected) - len(shapes)} tensors, {len(missing)} missing, '
                                f'{len(unexpected)} unexpected.')
 
     def _atomic_save(self, obj, path):
@@ -98,6 +143,35 @@ class RestorationModel(SRModel):
                 get_root_logger().warning(f'Saving {path} failed ({exc}); retry {attempt + 1}/3.')
                 time.sleep(1)
         raise OSError(f'Could not save {path} after 3 attempts; the previous file (if any) is untouched.')
+
+    def _ensure_finite_weights(self, current_iter):
+        """Refuse to save NaN/Inf weights (every rank checks its identical copy, so all stop together)."""
+        nets = [('net_g', self.net_g)] + ([('net_g_ema', self.net_g_ema)] if hasattr(self, 'net_g_ema') else [])
+        for label, net in nets:
+            bad = non_finite_keys(self.get_bare_model(net).state_dict())
+            if bad:
+                raise TrainingStopped(
+                    f'training stopped at iteration {current_iter}: {label} holds NaN/Inf in {len(bad)} tensors (e.g. '
+                    f'{bad[:3]}), so it was not saved. Last good checkpoint: {self.last_good_checkpoint()}. Resume '
+                    'it with --auto_resume after lowering train.optim_g.lr or setting train.grad_clip.')
+
+    def last_good_checkpoint(self):
+        if self._last_good is None:
+            return 'none (no checkpoint was saved in this run yet)'
+        iteration = self._last_good
+        return (f"{os.path.join(self.opt['path']['models'], f'net_g_{iteration}.pth')} with its training state "
+                f"{os.path.join(self.opt['path']['training_states'], f'{iteration}.state')}")
+
+    def save(self, epoch, current_iter):
+        self._ensure_finite_weights(current_iter)
+        self._rng_states = resume.gather_rng() if current_iter != -1 else None  # a collective: every rank
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        self.save_training_state(epoch, current_iter)
+        if current_iter != -1:
+            self._last_good = current_iter
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
@@ -116,8 +190,26 @@ class RestorationModel(SRModel):
             return
         state = {'epoch': epoch, 'iter': current_iter,
                  'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
+                 'schedulers': [s.state_dict() for s in self.schedulers],
+                 'restore_format': STATE_FORMAT, 'rng': getattr(self, '_rng_states', None),
+                 'guard': self.guard.state_dict() if hasattr(self, 'guard') else None}
+        sampler = resume.active_sampler()
+        if sampler is not None:
+            state['progress'] = sampler.describe()
         self._atomic_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        self._last_good = resume_state['iter']
+        if resume_state.get('guard') and hasattr(self, 'guard'):
+            self.guard.load_state_dict(resume_state['guard'])
+        rng = resume_state.get('rng')
+        rank, world = distributed.rank_and_world()
+        if rng and len(rng) == world:
+            resume.restore_rng(rng[rank])
+        elif rng:
+            get_root_logger().warning(f'The training state holds the random state of {len(rng)} rank(s), this run has '
+                                      f'{world}: random streams restart from the seed.')
 
     # ----------------------------------------------------------------------------------- training
     def init_training_settings(self):
@@ -146,6 +238,7 @@ class RestorationModel(SRModel):
         if self.grad_clip is not None and not float(self.grad_clip) > 0:
             raise ValueError('train.grad_clip must be a positive max-norm (e.g. 0.001) or absent, '
                              f'got {self.grad_clip!r}')
+        self.guard = StepGuard(self.get_bare_model(self.net_g), train_opt.get('max_skipped_steps', 10))
         self.setup_optimizers()
         self.setup_schedulers()
 
@@ -169,22 +262,19 @@ class RestorationModel(SRModel):
         train_opt = self.opt['train']
         sched_opt = copy.deepcopy(train_opt['scheduler'])
         sched_type = sched_opt.pop('type')
-        if sched_type == 'WarmupCosineLR':
+        make = SCHEDULERS.get(sched_type)
+        if make is None:
+            raise ValueError(f'train.scheduler.type: {sched_type!r} is not supported; use '
+                             f"{', '.join(SCHEDULERS)}.")
+        if make is WarmupCosineLR:
             if train_opt.get('warmup_iter', -1) > 0:
                 raise ValueError('train.warmup_iter stacks basicsr\'s own warm-up on WarmupCosineLR: use '
                                  'train.scheduler.warmup_iter instead and remove train.warmup_iter.')
             sched_opt.setdefault('total_iter', train_opt['total_iter'])
-            make = WarmupCosineLR
-        elif sched_type in ('MultiStepLR', 'MultiStepRestartLR'):
-            make = basicsr_schedulers.MultiStepRestartLR
         elif sched_type == 'CosineAnnealingRestartLR':
             if sum(sched_opt.get('periods', [])) < train_opt['total_iter']:
                 raise ValueError('train.scheduler.periods must add up to at least train.total_iter for '
                                  'CosineAnnealingRestartLR (basicsr crashes past the last period).')
-            make = basicsr_schedulers.CosineAnnealingRestartLR
-        else:
-            raise ValueError(f'train.scheduler.type: {sched_type!r} is not supported; use WarmupCosineLR, '
-                             'MultiStepLR, MultiStepRestartLR or CosineAnnealingRestartLR.')
         for optimizer in self.optimizers:
             self.schedulers.append(make(optimizer, **sched_opt))
 
@@ -200,13 +290,8 @@ class RestorationModel(SRModel):
                 else:
                     target.copy_(value)
 
-    def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad(set_to_none=True)
-        outputs = as_list(self.net_g(self.lq))
-        if self.clamp_output:
-            outputs = [out.clamp(0, 1) for out in outputs]
-        self.output = outputs[-1]
-
+    def compute_losses(self, outputs):
+        """``(total, {term: value})`` of every loss over every output."""
         total = 0
         loss_dict = OrderedDict()
         for name, criterion in self.losses.items():
@@ -221,19 +306,35 @@ class RestorationModel(SRModel):
                 value = value + result
             loss_dict[name] = value
             total = total + value
+        return total, loss_dict
 
-        if not torch.isfinite(total):
-            get_root_logger().warning(f'iter {current_iter}: the loss is {total.item()}; this step is skipped.')
-            self.optimizer_g.zero_grad(set_to_none=True)
+    def optimize_parameters(self, current_iter):
+        self.guard.snapshot()  # BatchNorm statistics as before this step
+        self.optimizer_g.zero_grad(set_to_none=True)
+        outputs = as_list(self.net_g(self.lq))
+        if self.clamp_output:
+            outputs = [out.clamp(0, 1) for out in outputs]
+        self.output = outputs[-1]
+        total, loss_dict = self.compute_losses(outputs)
+        total.backward()  # on every rank, also for a NaN loss: DDP's gradient all-reduce must stay matched
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        if self.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(params, float(self.grad_clip))
         else:
-            total.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(self.grad_clip))
+            norm = self.guard.grad_norm(params)
+        verdict = self.guard.verdict(loss_dict, norm)
+        if verdict.ok:
             self.optimizer_g.step()
-
+            self.guard.accepted()
+            if self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)
+        else:
+            self.optimizer_g.zero_grad(set_to_none=True)
+            self.guard.rejected(verdict, current_iter, get_root_logger(), self.last_good_checkpoint())
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        progress = resume.active_progress()
+        if progress is not None:
+            progress.batch_trained()
 
     # ---------------------------------------------------------------------------------- inference
     def test(self):
@@ -247,6 +348,31 @@ class RestorationModel(SRModel):
             net.train()
 
     # --------------------------------------------------------------------------------- validation
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """basicsr's dispatch, plus: a test set whose files are missing is reported and the others go on;
+        after the last test set of a ``basicsr.test`` run, missing ones end it with an error."""
+        dataset = dataloader.dataset
+        if isinstance(dataset, MissingTestSet):
+            self._report_missing_set(dataset)
+        elif self.opt['dist']:
+            self.dist_validation(dataloader, current_iter, tb_logger, save_img)
+        else:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if not self.opt['is_train']:
+            self._sets_validated += 1
+            if self._sets_validated == len(self.opt['datasets']) and self._sets_missing:
+                missing = '; '.join(self._sets_missing)
+                raise TestSetsMissing(f'{len(self._sets_missing)} of {len(self.opt["datasets"])} test sets could not '
+                                      f"be read: {missing}. The others were scored ({self.opt['path']['log']}).")
+
+    def _report_missing_set(self, dataset):
+        name = dataset.opt.get('name', '?')
+        if dataset.opt.get('optional'):
+            get_root_logger().warning(f"Test set '{name}' skipped (optional: true): {dataset.reason}.")
+            return
+        get_root_logger().error(f"Test set '{name}' cannot be read: {dataset.reason}. Going on with the others.")
+        self._sets_missing.append(f"'{name}' ({dataset.reason})")
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         """BasicSR's validation loop, scored with the dataset's protocol. Options under ``val``:
 
@@ -260,12 +386,17 @@ class RestorationModel(SRModel):
         At the end of a test run (``python -m basicsr.test``) the per-image scores and their mean are written to
         ``results/<name>/<dataset>_metrics.csv`` and ``.md``.
         """
-        from basicsr.metrics import calculate_metric
-        from basicsr.utils import imwrite
-        from tqdm import tqdm
+        self._validate(dataloader.dataset, current_iter, tb_logger, save_img, 0, 1)
 
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Every rank restores images ``rank, rank + world, ...``; the scores are gathered, so the metrics, the
+        best-metric records and the tables equal a one-process validation (basicsr validates on rank 0 alone
+        while the other ranks wait in their next collective)."""
+        rank, world = distributed.rank_and_world()
+        self._validate(dataloader.dataset, current_iter, tb_logger, save_img, rank, world)
+
+    def _validation_options(self):
         val_opt = self.opt['val']
-        dataset_name = dataloader.dataset.opt['name']
         metric_input = val_opt.get('metric_input', 'uint8')
         if metric_input not in ('uint8', 'float'):
             raise ValueError(f"val.metric_input must be 'uint8' (BasicSR's rounded images) or 'float' (unrounded "
@@ -273,50 +404,72 @@ class RestorationModel(SRModel):
         save_depth = int(val_opt.get('save_bit_depth', 8))
         if save_depth not in (8, 16):
             raise ValueError(f'val.save_bit_depth must be 8 or 16, got {save_depth!r}.')
-        metrics = val_opt.get('metrics') or {}
-        if metrics:
-            if not hasattr(self, 'metric_results'):
-                self.metric_results = {name: 0 for name in metrics}
-            self._initialize_best_metric_results(dataset_name)
-            self.metric_results = {name: 0 for name in self.metric_results}
+        return metric_input, save_depth, val_opt.get('metrics') or {}
 
+    def _validate(self, dataset, current_iter, tb_logger, save_img, rank, world):
+        from tqdm import tqdm
+        metric_input, save_depth, metrics = self._validation_options()
+        dataset_name = dataset.opt['name']
+        mine = range(rank, len(dataset), world)
+        pbar = tqdm(total=len(mine), unit='image') if self.opt['val'].get('pbar', False) else None
         rows = []
-        pbar = tqdm(total=len(dataloader), unit='image') if val_opt.get('pbar', False) else None
-        for idx, val_data in enumerate(dataloader):
-            img_name = os.path.splitext(os.path.basename(val_data['lq_path'][0]))[0]
-            self.feed_data(val_data)
-            self.test()
-            result = self.output.detach()[0].float().cpu().clamp_(0, 1)
-            gt = self.gt.detach()[0].float().cpu() if hasattr(self, 'gt') else None
-            del self.lq, self.output
-            if hasattr(self, 'gt'):
-                del self.gt
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-            if save_img:
-                imwrite(self._image_to_save(result, save_depth), self._save_path(img_name, dataset_name, current_iter))
-            if metrics and gt is not None:
-                data = {'img': self._metric_image(result, metric_input), 'img2': self._metric_image(gt, metric_input)}
-                row = {'image': img_name}
-                for name, metric_opt in metrics.items():
-                    value = calculate_metric(data, metric_opt)
-                    self.metric_results[name] += value
-                    row[name] = float(value)
+        for idx in mine:
+            row = self._validate_one(dataset[idx], idx, dataset_name, current_iter, save_img, metric_input,
+                                     save_depth, metrics)
+            if row is not None:
                 rows.append(row)
             if pbar:
                 pbar.update(1)
-                pbar.set_description(f'Test {img_name}')
+                pbar.set_description(f"Test {row['image'] if row else idx}")
         if pbar:
             pbar.close()
-
+        if world > 1:
+            rows = [row for part in distributed.gather_objects(rows) for row in part]
+        rows.sort(key=lambda r: r['_index'])
         if metrics and rows:
+            self._record_metrics(rows, metrics, dataset_name, current_iter, tb_logger, metric_input)
+
+    def _validate_one(self, item, idx, dataset_name, current_iter, save_img, metric_input, save_depth, metrics):
+        """Restore one image; returns its score row (``_index`` for ordering) or None without ground truth."""
+        from basicsr.metrics import calculate_metric
+        from basicsr.utils import imwrite
+        val_data = default_collate([item])
+        img_name = os.path.splitext(os.path.basename(val_data['lq_path'][0]))[0]
+        self.feed_data(val_data)
+        self.test()
+        result = self.output.detach()[0].float().cpu().clamp_(0, 1)
+        gt = self.gt.detach()[0].float().cpu() if hasattr(self, 'gt') else None
+        del self.lq, self.output
+        if hasattr(self, 'gt'):
+            del self.gt
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if save_img:
+            imwrite(self._image_to_save(result, save_depth), self._save_path(img_name, dataset_name, current_iter))
+        if not metrics or gt is None:
+            return None
+        data = {'img': self._metric_image(result, metric_input), 'img2': self._metric_image(gt, metric_input)}
+        row = {'_index': idx, 'image': img_name}
+        for name, metric_opt in metrics.items():
+            row[name] = float(calculate_metric(data, metric_opt))
+        return row
+
+    def _record_metrics(self, rows, metrics, dataset_name, current_iter, tb_logger, metric_input):
+        if not hasattr(self, 'metric_results'):
+            self.metric_results = {name: 0 for name in metrics}
+        self._initialize_best_metric_results(dataset_name)
+        self.metric_results = {name: 0 for name in self.metric_results}
+        for row in rows:  # in image order, so every world size adds the same numbers in the same order
             for name in self.metric_results:
-                self.metric_results[name] /= len(rows)
-                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+                self.metric_results[name] += row[name]
+        for name in self.metric_results:
+            self.metric_results[name] /= len(rows)
+            self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+        if self.opt['rank'] == 0:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
             if not self.opt['is_train']:
-                self._write_metric_tables(rows, dataset_name, metric_input)
+                self._write_metric_tables([{k: v for k, v in r.items() if k != '_index'} for r in rows],
+                                          dataset_name, metric_input)
 
     @staticmethod
     def _metric_image(tensor, metric_input):

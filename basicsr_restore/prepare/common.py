@@ -12,7 +12,6 @@ that are missing. ``--overwrite`` rebuilds them (the old LMDB is replaced only o
 """
 import os
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -151,7 +150,11 @@ class Split:
 
 
 def split_state(out_dir, streams):
-    """``'absent'``, ``'complete'`` (every LMDB exists) or ``'mixed'``."""
+    """``'absent'``, ``'complete'`` (every LMDB exists) or ``'mixed'``, after finishing a publication that an
+    interrupted run left half done (``lmdb_io.recover``)."""
+    from basicsr_restore.data.lmdb_io import recover
+    if os.path.isdir(out_dir):
+        recover(out_dir)
     present = [s for s in streams if os.path.isdir(os.path.join(out_dir, f'{s}.lmdb'))]
     if not present:
         return 'absent'
@@ -204,15 +207,15 @@ def write_streams(items, out_dir, streams, crop=None, step=None, drop_blurry=0.0
     ``drop_blurry``, without the least sharp windows of each image (ranked on the ``gt`` stream)."""
     from tqdm import tqdm
 
-    from basicsr_restore.data.lmdb_io import LmdbWriter, safe_key
+    from basicsr_restore.data.lmdb_io import lmdb_group, safe_key
     from basicsr_restore.prepare.paired import crops, read_image
 
     start = time.time()
     counts = {'pairs': 0, 'sub_images': 0, 'stored_whole': 0, 'dropped': 0}
     os.makedirs(out_dir, exist_ok=True)
-    with ExitStack() as stack:
-        writers = {s: stack.enter_context(LmdbWriter(os.path.join(out_dir, f'{s}.lmdb'), compress_level, overwrite))
-                   for s in streams}
+    lmdb_paths = {s: os.path.join(out_dir, f'{s}.lmdb') for s in streams}
+    with lmdb_group(list(lmdb_paths.values()), compress_level, overwrite) as by_path:
+        writers = {s: by_path[p] for s, p in lmdb_paths.items()}
         for key, paths in tqdm(items, desc=desc, unit='img'):
             imgs = {s: read_image(paths[s]) for s in streams}
             shapes = {s: img.shape for s, img in imgs.items()}

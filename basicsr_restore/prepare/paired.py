@@ -11,7 +11,7 @@ import time
 import cv2
 from tqdm import tqdm
 
-from basicsr_restore.data.lmdb_io import LmdbWriter, safe_key
+from basicsr_restore.data.lmdb_io import lmdb_group, recover, safe_key
 from basicsr_restore.data.paired_dataset import list_images
 
 
@@ -65,8 +65,9 @@ def write_pairs(pairs, out_dir, crop=None, step=None, thresh_size=0, compress_le
     step = step or crop
     os.makedirs(out_dir, exist_ok=True)
     counts = {'pairs': 0, 'sub_images': 0, 'stored_whole': 0}
-    with LmdbWriter(os.path.join(out_dir, 'gt.lmdb'), compress_level, overwrite) as gt_w, \
-            LmdbWriter(os.path.join(out_dir, 'lq.lmdb'), compress_level, overwrite) as lq_w:
+    paths = [os.path.join(out_dir, 'gt.lmdb'), os.path.join(out_dir, 'lq.lmdb')]
+    with lmdb_group(paths, compress_level, overwrite) as writers:
+        gt_w, lq_w = writers[paths[0]], writers[paths[1]]
         for name, gt, lq in tqdm(pairs, desc=desc, unit='img'):
             gt = read_image(gt) if isinstance(gt, str) else gt
             lq = read_image(lq) if isinstance(lq, str) else lq
@@ -97,6 +98,11 @@ def format_summary(summary):
 
 
 def run(args):
+    finished = recover(args.out) if os.path.isdir(args.out) else []
+    if finished and not args.overwrite:
+        print(f"finished an interrupted preparation: {', '.join(finished)} in {args.out} are complete and were "
+              'published together (nothing rebuilt; --overwrite rebuilds).')
+        return None
     pairs = match_pairs(args.gt, args.lq)
     summary = write_pairs([(rel, g, q) for rel, g, q in pairs], args.out, args.crop, args.step, args.thresh_size,
                           args.compress_level, args.overwrite)
