@@ -1,4 +1,5 @@
 """Shared fixtures: subprocess helpers and small data made with the project's own tools."""
+import glob
 import os
 import subprocess
 import sys
@@ -65,3 +66,73 @@ def demo_data(tmp_path_factory):
     out = tmp_path_factory.mktemp('demo') / 'datasets' / 'demo'
     run(['basicsr-restore', 'prepare', 'demo', '--out', str(out)], cwd=ROOT)
     return out
+
+
+@pytest.fixture(scope='session')
+def fault_env(tmp_path_factory):
+    """Environment that loads ``tests/fault_plugin.py`` through a ``basicsr.plugins`` entry point."""
+    site = tmp_path_factory.mktemp('fault_site')
+    info = site / 'faultplugin-0.1.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: faultplugin\nVersion: 0.1\n')
+    (info / 'entry_points.txt').write_text('[basicsr.plugins]\nfaults = fault_plugin:register\n')
+    return {'PYTHONPATH': os.pathsep.join([str(site), os.path.join(ROOT, 'tests')]
+                                          + [p for p in [os.environ.get('PYTHONPATH')] if p])}
+
+
+@pytest.fixture(scope='session')
+def small_pairs(tmp_path_factory):
+    """10 noisy/clean 32x32 pairs as LMDB (``train``) and 3 odd-sized pairs as folders (``val``)."""
+    base = tmp_path_factory.mktemp('small')
+    gts = {f'p{i:02d}.png': photo((32, 32), seed=i) for i in range(10)}
+    write_folder(base / 'src' / 'gt', gts)
+    write_folder(base / 'src' / 'lq', {name: noisy(img, seed=100 + i) for i, (name, img) in enumerate(gts.items())})
+    run(['basicsr-restore', 'prepare', 'paired', '--gt', str(base / 'src' / 'gt'), '--lq', str(base / 'src' / 'lq'),
+         '--out', str(base / 'train')], cwd=base)
+    vals = {f'v{i}.png': photo((36 + 4 * i, 44 - 4 * i), seed=50 + i) for i in range(3)}
+    write_folder(base / 'val' / 'gt', vals)
+    write_folder(base / 'val' / 'lq', {name: noisy(img, seed=200 + i) for i, (name, img) in enumerate(vals.items())})
+    return base
+
+
+def tb_scalars(folder, tag):
+    """``{step: value}`` of a tensorboard tag over every event file in ``folder`` (the last write of a step wins)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    values = {}
+    for path in sorted(glob.glob(os.path.join(str(folder), 'events.out.tfevents.*')), key=os.path.getmtime):
+        for event in EventFileLoader(path).Load():
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = value.tensor.float_val[0] if value.HasField('tensor') else value.simple_value
+    return values
+
+
+def tiny_train_options(data, name, total_iter, batch=2, workers=0, **train):
+    """A tiny MIRNet (no BatchNorm) trained on :func:`small_pairs`, every loss logged to tensorboard."""
+    opt = {
+        'name': name, 'model_type': 'RestorationModel', 'num_gpu': 0, 'manual_seed': 7,
+        'datasets': {
+            'train': {'name': 'small', 'type': 'PairedRestorationDataset', 'dataroot_gt': str(data / 'train' / 'gt.lmdb'),
+                      'dataroot_lq': str(data / 'train' / 'lq.lmdb'), 'io_backend': {'type': 'lmdb'}, 'gt_size': 16,
+                      'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': workers, 'batch_size_per_gpu': batch,
+                      'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
+            'val': {'name': 'small_val', 'type': 'PairedRestorationDataset', 'dataroot_gt': str(data / 'val' / 'gt'),
+                    'dataroot_lq': str(data / 'val' / 'lq'), 'io_backend': {'type': 'disk'}},
+        },
+        'network_g': {'type': 'MIRNet', 'n_feat': 8, 'n_RRG': 1, 'n_MSRB': 1},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'ema_decay': 0.9, 'optim_g': {'type': 'Adam', 'lr': 2e-3}, 'scheduler': {'type': 'WarmupCosineLR',
+                  'warmup_iter': 2}, 'total_iter': total_iter, 'grad_clip': 0.5,
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, **train},
+        'val': {'val_freq': 10 ** 6, 'save_img': False,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
+        'dist_params': {'backend': 'gloo'},
+    }
+    return opt
+
+
+def write_options(path, opt):
+    import yaml
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return str(path)

@@ -52,6 +52,11 @@ def test_one_small_case_has_every_field(tmp_path, capsys):
     train = r['train']
     assert train['batch'] == 2 and train['patch'] == [64, 64] and train['it_per_s'] > 0
     assert train['loss'] == 'L1 on the last output' and train['optimizer'] == 'Adam'
+    # the NaN guard's cost is measured on the same steps (BatchNorm buffers of IRNeXt are snapshotted)
+    assert train['it_per_s_without_nan_guard'] > 0 and train['step_ms_without_nan_guard']['runs'] == 2
+    assert train['nan_guard_cost_pct'] == pytest.approx(
+        100 * (train['step_ms']['median'] / train['step_ms_without_nan_guard']['median'] - 1))
+    assert f"| {train['nan_guard_cost_pct']:+.1f} % |" in out
     # the file is never replaced without --overwrite, and it can be compared with itself
     rc, _, err = cli(capsys, 'bench', '--json', path, *TINY)
     assert rc == 2 and '--overwrite' in err

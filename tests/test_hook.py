@@ -85,11 +85,15 @@ def test_doctor_is_green(tmp_path):
     assert 'plugins loaded by hook     basicsr_restore' in proc.stdout
     assert 'IRNeXt' in proc.stdout and 'RestorationModel' in proc.stdout
     assert 'functional_tensor' in proc.stdout
+    assert 'fresh interpreter          finds the plugin' in proc.stdout
 
 
 def test_doctor_fails_when_the_hook_is_off(tmp_path):
+    """With the hook off, a fresh ``python -m basicsr.train`` would not find the plugin: doctor says so (red)."""
     proc = run(['basicsr-restore', 'doctor'], cwd=tmp_path, env={'BASICSR_RESTORE_NO_AUTOLOAD': '1'}, check=False)
-    assert proc.returncode == 0 and 'set: hook disabled' in proc.stdout
+    assert proc.returncode == 1 and 'set: hook disabled' in proc.stdout
+    assert 'a fresh `python -m basicsr.train` in this environment would not find this package ' \
+           '(BASICSR_RESTORE_NO_AUTOLOAD is set, so the startup hook is off' in proc.stdout
     # python -S skips .pth files: the packages are importable, but the hook never ran
     code = (f'import sys; sys.path[:0] = [{sysconfig.get_paths()["purelib"]!r}, {ROOT!r}]; '
             'sys.argv = ["basicsr-restore", "doctor"]; from basicsr_restore.cli import main; sys.exit(main())')

@@ -246,3 +246,17 @@ def test_option_file_and_the_exit_status_of_the_installed_command(tmp_path, weig
               cwd=tmp_path, check=False)
     assert bad.returncode == 2 and 'does not exist' in bad.stderr and 'Traceback' not in bad.stderr
     assert not os.path.exists(tmp_path / 'out2')
+
+
+def test_non_finite_outputs_are_refused_and_not_written(tmp_path, capsys):
+    """Finite but huge weights overflow to Inf: the image is reported, nothing black is written, exit status 2."""
+    net = InferTestPointwise()
+    with torch.no_grad():
+        net.conv.weight.mul_(3e38)
+        net.conv.bias.fill_(3e38)
+    torch.save({'params': net.state_dict()}, tmp_path / 'huge.pth')
+    write_folder(tmp_path / 'in', {'a.png': photo((16, 16), 1)})
+    rc, _, err = cli(capsys, 'infer', '-i', tmp_path / 'in', '-o', tmp_path / 'out', '--arch', 'InferTestPointwise',
+                     '--weights', tmp_path / 'huge.pth', '--device', 'cpu')
+    assert rc == 2 and "the network produced NaN/Inf for '" in err and 'nothing was written' in err
+    assert not (tmp_path / 'out' / 'a.png').exists()

@@ -222,3 +222,33 @@ def test_test_file_runs_through_the_stock_runner_and_writes_tables(runs, fixture
     assert '| image | psnr | ssim | mae |' in (results / 'DPDD_test_outdoor_metrics.md').read_text()
     saved = glob.glob(str(results / 'visualization' / 'DPDD_test' / '*.png'))
     assert len(saved) == 2
+
+
+def test_dpdd_test_file_runs_on_the_original_release_and_a_missing_set_fails_at_the_end(runs, tmp_path):
+    """The original DPDD release has no indoor/outdoor labels: the shipped test file scores the combined set
+    and skips the optional subsets with a note. A missing set that is not optional is reported, the other
+    sets are still scored, and the run exits non-zero at the end."""
+    from test_prepare_dpdd import make_canon_dpdd
+    work, done = runs
+    if ('DPDD', 'ChaIR') not in done:
+        pytest.skip('needs the DPDD/ChaIR training run of this module')
+    make_canon_dpdd(str(tmp_path / 'dd_dp_dataset_png'))
+    run(['basicsr-restore', 'prepare', 'dpdd', 'dd_dp_dataset_png', 'datasets/DPDD', '--split', 'test'], cwd=tmp_path)
+    assert not (tmp_path / 'datasets' / 'DPDD' / 'test' / 'indoor.txt').exists()
+    rel = os.path.join(ROOT, 'options', 'test', 'DPDD', 'ChaIR.yml')
+    weights = work / 'experiments' / load(os.path.join(ROOT, 'options', 'train', 'DPDD', 'ChaIR.yml'))['name']
+    args = ['python', '-m', 'basicsr.test', '-opt', rel, '--force_yml', 'num_gpu=0', 'val:save_img=false',
+            f"path:pretrain_network_g={weights / 'models' / 'net_g_latest.pth'}"] + TINY['ChaIR']
+    proc = run(args, cwd=tmp_path)
+    results = tmp_path / 'results' / load(rel)['name']
+    assert len((results / 'DPDD_test_metrics.csv').read_text().splitlines()) == 1 + 2 + 1
+    text = logs(results)
+    assert "Test set 'DPDD_test_indoor' skipped (optional: true): meta_info_file 'datasets/DPDD/test/indoor.txt' " \
+           'does not exist' in text
+    assert 'unpredictable' not in proc.stderr
+    failed = run(args + ['datasets:test_3:optional=false'], cwd=tmp_path, check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "basicsr-restore: 1 of 3 test sets could not be read: 'DPDD_test_outdoor' (meta_info_file "
+        f"'datasets/DPDD/test/outdoor.txt' does not exist). The others were scored ({results}).")
+    assert len((results / 'DPDD_test_metrics.csv').read_text().splitlines()) == 4

@@ -72,6 +72,7 @@ def test_stock_train_writes_under_the_current_directory(trained):
     assert 'Model [RestorationModel] is created.' in text
     assert re.search(r'l_pixel: \S+ l_fft: \S+', text)
     assert re.search(r'# psnr: \d+\.\d+', text)
+    assert 'RuntimeWarning' not in proc1.stderr and 'unpredictable' not in proc1.stderr  # runpy's double import
 
 
 def test_auto_resume_continues_where_it_stopped(trained):
@@ -99,7 +100,8 @@ def test_stock_test_runner_pads_and_writes_results(trained, demo_data):
                  'param_key_g': 'params_ema', 'strict_load_g': True},
         'val': {'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}},
     }
-    run(['python', '-m', 'basicsr.test', '-opt', write_yaml(work / 'test.yml', opt)], cwd=work)
+    proc = run(['python', '-m', 'basicsr.test', '-opt', write_yaml(work / 'test.yml', opt)], cwd=work)
+    assert 'RuntimeWarning' not in proc.stderr and 'unpredictable' not in proc.stderr
     # the explicit wrapper, from another directory
     other = work / 'elsewhere'
     other.mkdir()
