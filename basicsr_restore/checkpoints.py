@@ -314,7 +314,8 @@ def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=Fal
     state, info = find_state_dict(checkpoint, param_key, getattr(net, 'official_param_key', None), where=where)
     bad = non_finite_keys(state)
     if bad:
-        raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} of {len(state)} tensors (e.g. {", ".join(bad[:3])}): '
+        raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} of {len(state)} tensors '
+                              f'(e.g. {", ".join(bad[:3])}): '
                               'the training run that wrote it diverged, and its outputs would be black or garbage. '
                               'Use an earlier checkpoint of that run.')
     info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict, allow_partial)

@@ -74,7 +74,8 @@ def _slurm_master(node_list):
 def _init_slurm(backend, cuda, port):
     missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS') if k not in os.environ]
     if missing:
-        raise OptionError(f'--launcher slurm expects a Slurm job step ({", ".join(missing)} missing): start it with srun.')
+        raise OptionError(f'--launcher slurm expects a Slurm job step ({", ".join(missing)} missing): start it '
+                          'with srun.')
     rank, world = int(os.environ['SLURM_PROCID']), int(os.environ['SLURM_NTASKS'])
     count = torch.cuda.device_count() if cuda else 1
     local = int(os.environ.get('SLURM_LOCALID', rank % max(count, 1)))

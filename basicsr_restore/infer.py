@@ -297,7 +297,8 @@ def _refuse_overwriting_inputs(jobs, inputs):
     for job in jobs:
         for path in (job['output'], job.get('strip')):
             if path and os.path.realpath(path) in own:
-                raise ValueError(f"the output '{path}' is the input '{own[os.path.realpath(path)]}': infer never writes "
+                source = own[os.path.realpath(path)]
+                raise ValueError(f"the output '{path}' is the input '{source}': infer never writes "
                                  'over its inputs (not even with --overwrite). Choose another --output folder or a '
                                  '--suffix.')
 

@@ -112,8 +112,9 @@ def tiny_train_options(data, name, total_iter, batch=2, workers=0, **train):
     opt = {
         'name': name, 'model_type': 'RestorationModel', 'num_gpu': 0, 'manual_seed': 7,
         'datasets': {
-            'train': {'name': 'small', 'type': 'PairedRestorationDataset', 'dataroot_gt': str(data / 'train' / 'gt.lmdb'),
-                      'dataroot_lq': str(data / 'train' / 'lq.lmdb'), 'io_backend': {'type': 'lmdb'}, 'gt_size': 16,
+            'train': {'name': 'small', 'type': 'PairedRestorationDataset',
+                      'dataroot_gt': str(data / 'train' / 'gt.lmdb'), 'dataroot_lq': str(data / 'train' / 'lq.lmdb'),
+                      'io_backend': {'type': 'lmdb'}, 'gt_size': 16,
                       'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': workers, 'batch_size_per_gpu': batch,
                       'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
             'val': {'name': 'small_val', 'type': 'PairedRestorationDataset', 'dataroot_gt': str(data / 'val' / 'gt'),

@@ -1,7 +1,6 @@
 """Exact resume through the stock runner: a run SIGKILLed after (or while) saving a state and restarted with
 ``--auto_resume`` reproduces the uninterrupted run bit for bit, with 0 and with 2 DataLoader workers."""
 import glob
-import os
 
 import pytest
 import torch

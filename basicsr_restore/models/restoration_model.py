@@ -119,7 +119,8 @@ class RestorationModel(SRModel):
             raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} tensors (e.g. {bad[:3]}): the run that wrote '
                                   'it diverged. Use an earlier checkpoint.')
         bare = self.get_bare_model(net)
-        hint = ' Check network_g and path.param_key_g, or set path.strict_load_g: false to load what fits.' if strict else ''
+        hint = (' Check network_g and path.param_key_g, or set path.strict_load_g: false to load what fits.'
+                if strict else '')
         try:
             missing, unexpected, shapes = load_into(bare, state, where, strict,
                                                     self.opt['path'].get('allow_partial_load_g', False))
