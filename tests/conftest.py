@@ -50,6 +50,14 @@ def write_folder(folder, images):
         cv2.imwrite(os.path.join(folder, name), img)
 
 
+def cli(capsys, *args):
+    """``basicsr-restore ARGS`` run in this process: ``(exit status, stdout, stderr)``."""
+    from basicsr_restore.cli import main
+    rc = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
 _PREPARED = {}
 
 

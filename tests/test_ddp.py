@@ -1,8 +1,9 @@
-"""DDP through torchrun (and Slurm's variables) on the CPU with gloo, through the stock ``basicsr`` runners.
+"""DDP on the CPU with gloo, through the stock ``basicsr`` runners.
 
-Training: two ranks on one node and two one-rank "nodes" joined by torchrun's c10d rendezvous train the same
-steps as one process with the same global batch; a NaN injected on one rank only makes every rank skip
-that step (no hang). Testing: the validation set is restored in shards and gathered, equal to one process.
+Training (torchrun): two ranks on one node and two one-rank "nodes" joined by torchrun's c10d rendezvous train
+the same steps as one process with the same global batch; a NaN injected on one rank only makes every rank
+skip that step (no hang). Testing (``--launcher slurm``, Slurm's variables set by hand): the test set is
+restored in shards and gathered, equal to one process.
 """
 import csv
 import os
@@ -94,19 +95,6 @@ def test_two_nodes_through_c10d_rendezvous_train_as_one_process(one_process, sma
     assert_same_training(tmp_path, one_process)
 
 
-def test_slurm_launcher_runs_on_the_cpu(small_pairs, fault_env, tmp_path):
-    opt = options(small_pairs, tmp_path, 2, [])
-    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', SLURM_NTASKS='2', SLURM_NODELIST='localhost',
-               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), **fault_env)
-    env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
-    procs = [subprocess.Popen([sys.executable, '-m', 'basicsr.train', '-opt', opt, '--launcher', 'slurm'], cwd=tmp_path,
-                              env=dict(env, SLURM_PROCID=str(r), SLURM_LOCALID=str(r)), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in range(2)]
-    outputs = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
-    assert 'World size (gpu number): 2' in open(next((tmp_path / 'experiments' / 'ddp').glob('*.log'))).read()
-
-
 def sharded_test_options(data, work, name):
     opt = {'name': name, 'model_type': 'RestorationModel', 'num_gpu': 0, 'manual_seed': 0,
            'datasets': {'test_1': {'name': 'small_val', 'type': 'PairedRestorationDataset',
@@ -123,17 +111,25 @@ def read_table(path):
         return list(csv.reader(f))
 
 
-def test_sharded_validation_equals_one_process(small_pairs, tmp_path):
+def test_sharded_validation_under_slurm_equals_one_process(small_pairs, tmp_path):
+    """``basicsr.test`` with ``--launcher slurm`` (two tasks, Slurm's variables, gloo): every image is restored
+    once, by the rank that owns it, and the gathered per-image table equals the one-process table."""
     torch.manual_seed(3)
     from basicsr_restore.archs.mirnet_arch import MIRNet
     torch.save({'params': MIRNet(n_feat=8, n_RRG=1, n_MSRB=1).state_dict()}, tmp_path / 'weights.pth')
     run(['python', '-m', 'basicsr.test', '-opt', sharded_test_options(small_pairs, tmp_path, 'one')], cwd=tmp_path)
-    run(torchrun('--nproc_per_node=2', '--master_port', str(free_port()), '-m', 'basicsr.test', '-opt',
-                 sharded_test_options(small_pairs, tmp_path, 'two'), '--launcher', 'pytorch'), cwd=tmp_path,
-        env={'OMP_NUM_THREADS': '1'}, timeout=240)
+    opt = sharded_test_options(small_pairs, tmp_path, 'two')
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', SLURM_NTASKS='2', SLURM_NODELIST='localhost',
+               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
+    procs = [subprocess.Popen([sys.executable, '-m', 'basicsr.test', '-opt', opt, '--launcher', 'slurm'], cwd=tmp_path,
+                              env=dict(env, SLURM_PROCID=str(r), SLURM_LOCALID=str(r)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
     one = read_table(tmp_path / 'results' / 'one' / 'small_val_metrics.csv')
     two = read_table(tmp_path / 'results' / 'two' / 'small_val_metrics.csv')
     assert [row[0] for row in one[1:]] == ['v0', 'v1', 'v2', 'mean']
     assert two == one  # every image, and the mean, to the last digit written
-    for name in ('v0', 'v1', 'v2'):  # each image restored once, by the rank that owns it
+    for name in ('v0', 'v1', 'v2'):
         assert (tmp_path / 'results' / 'two' / 'visualization' / 'small_val' / f'{name}_two.png').is_file()

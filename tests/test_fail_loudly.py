@@ -18,7 +18,7 @@ from basicsr_restore.checkpoints import CheckpointError
 from basicsr_restore.errors import OptionError
 from basicsr_restore.options_check import check_options
 
-from conftest import BIN, noisy, photo, run, tiny_train_options, write_folder, write_options
+from conftest import BIN, cli, noisy, photo, run, tiny_train_options, write_folder, write_options
 from test_guard import built
 
 
@@ -137,17 +137,18 @@ def mirnet_weights(tmp_path_factory):
     return path
 
 
-def infer(tmp_path, weights, *args, check=True):
-    return run(['basicsr-restore', 'infer', '--arch', 'MIRNet', '--weights', str(weights), *args, '--arch-args',
-                'n_feat=8', 'n_RRG=1', 'n_MSRB=1'], cwd=tmp_path, check=check)
+def infer(capsys, weights, *args):
+    return cli(capsys, 'infer', '--arch', 'MIRNet', '--weights', weights, '--device', 'cpu', *args, '--arch-args',
+               'n_feat=8', 'n_RRG=1', 'n_MSRB=1')
 
 
-def test_infer_keeps_the_extension_when_two_inputs_share_a_name(tmp_path, mirnet_weights):
+def test_infer_keeps_the_extension_when_two_inputs_share_a_name(tmp_path, mirnet_weights, capsys, monkeypatch):
     img16 = photo((32, 36), 3, dtype=np.uint16)
     write_folder(tmp_path / 'in', {'coffee16.png': img16, 'coffee16.tif': img16[:, :, ::-1].copy(),
                                    'solo.png': photo((28, 32), 4)})
     write_folder(tmp_path / 'gt', {'coffee16.png': img16, 'solo.png': photo((28, 32), 4)})
-    infer(tmp_path, mirnet_weights, '-i', 'in', '-o', 'out', '--compare', '--gt', 'gt')
+    monkeypatch.chdir(tmp_path)
+    assert infer(capsys, mirnet_weights, '-i', 'in', '-o', 'out', '--compare', '--gt', 'gt')[0] == 0
     out = sorted(os.listdir(tmp_path / 'out'))
     assert out == ['coffee16_png.png', 'coffee16_tif.tif', 'compare', 'metrics.csv', 'metrics.md', 'solo.png']
     assert sorted(os.listdir(tmp_path / 'out' / 'compare')) == ['coffee16_png.png', 'coffee16_tif.png', 'solo.png']
@@ -155,19 +156,20 @@ def test_infer_keeps_the_extension_when_two_inputs_share_a_name(tmp_path, mirnet
     assert rows == ['image', 'coffee16_png', 'coffee16_tif', 'solo', 'mean']
 
 
-def test_infer_never_writes_over_its_inputs(tmp_path, mirnet_weights):
+def test_infer_never_writes_over_its_inputs(tmp_path, mirnet_weights, capsys, monkeypatch):
     original = photo((32, 32), 5)
     write_folder(tmp_path / 'imgs', {'a.png': original})
-    proc = infer(tmp_path, mirnet_weights, '-i', 'imgs', '-o', 'imgs', '--overwrite', check=False)
-    assert proc.returncode == 2
-    assert f"the output '{os.path.join('imgs', 'a.png')}' is the input" in proc.stderr
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = infer(capsys, mirnet_weights, '-i', 'imgs', '-o', 'imgs', '--overwrite')
+    assert rc == 2
+    assert f"the output '{os.path.join('imgs', 'a.png')}' is the input" in err
     assert np.array_equal(cv2.imread(str(tmp_path / 'imgs' / 'a.png')), original)
-    infer(tmp_path, mirnet_weights, '-i', 'imgs', '-o', 'imgs', '--suffix', '_restored')
+    assert infer(capsys, mirnet_weights, '-i', 'imgs', '-o', 'imgs', '--suffix', '_restored')[0] == 0
     assert sorted(os.listdir(tmp_path / 'imgs')) == ['a.png', 'a_restored.png']
 
 
 # ------------------------------------------------------------------------------- Ctrl-C and preparation
-def test_ctrl_c_during_prepare_ends_with_one_line_and_the_rerun_finishes(tmp_path):
+def test_ctrl_c_during_prepare_ends_with_one_line_and_the_rerun_finishes(tmp_path, capsys, monkeypatch):
     images = {f'{i:03d}.png': photo((128, 128), seed=i) for i in range(60)}
     write_folder(tmp_path / 'gt', images)
     write_folder(tmp_path / 'lq', {k: noisy(v, seed=i) for i, (k, v) in enumerate(images.items())})
@@ -183,17 +185,19 @@ def test_ctrl_c_during_prepare_ends_with_one_line_and_the_rerun_finishes(tmp_pat
     assert 'Traceback' not in err
     assert 'basicsr-restore prepare: interrupted. Finished LMDBs are complete and kept' in err
     assert not (tmp_path / 'out' / 'gt.lmdb').exists() and not (tmp_path / 'out' / 'lq.lmdb').exists()
-    again = run(['basicsr-restore', *args[1:]], cwd=tmp_path)
-    assert 'wrote 60 pairs' in again.stdout
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = cli(capsys, *args[1:])
+    assert rc == 0 and 'wrote 60 pairs' in out
 
 
-def test_a_preparation_killed_between_its_renames_is_refused_then_finished(tmp_path, monkeypatch):
+def test_a_preparation_killed_between_its_renames_is_refused_then_finished(tmp_path, monkeypatch, capsys):
     from basicsr_restore.data import lmdb_io
     from basicsr_restore.data.paired_dataset import PairedRestorationDataset
     write_folder(tmp_path / 'gt', {'a.png': photo((32, 32), 1), 'b.png': photo((32, 32), 2)})
     write_folder(tmp_path / 'lq', {'a.png': photo((32, 32), 3), 'b.png': photo((32, 32), 4)})
-    args = ['basicsr-restore', 'prepare', 'paired', '--gt', 'gt', '--lq', 'lq', '--out', 'out']
-    run(args, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ['prepare', 'paired', '--gt', 'gt', '--lq', 'lq', '--out', 'out']
+    assert cli(capsys, *args)[0] == 0
     real_publish, calls = lmdb_io.publish_partial, []
 
     def dies_after_the_first(path):  # a kill between the two renames of an --overwrite run
@@ -216,7 +220,7 @@ def test_a_preparation_killed_between_its_renames_is_refused_then_finished(tmp_p
     with pytest.raises(ValueError, match='interrupted while its LMDBs were being published.*same `basicsr-restore '
                                          'prepare` command again'):
         PairedRestorationDataset(opt)
-    again = run(args, cwd=tmp_path)  # no --overwrite: the publication is finished, nothing rebuilt
-    assert 'finished an interrupted preparation: gt.lmdb, lq.lmdb' in again.stdout
+    rc, printed, _ = cli(capsys, *args)  # no --overwrite: the publication is finished, nothing rebuilt
+    assert rc == 0 and 'finished an interrupted preparation: gt.lmdb, lq.lmdb' in printed
     assert sorted(os.listdir(out)) == ['gt.lmdb', 'lq.lmdb']
     assert len(PairedRestorationDataset(opt)) == 3

@@ -10,7 +10,7 @@ from basicsr.models import build_model
 import basicsr_restore  # noqa: F401
 from basicsr_restore.errors import TrainingStopped
 
-from conftest import photo, run, tiny_train_options, write_options
+from conftest import cli, photo, run, tiny_train_options, write_options
 
 
 def built(tmp_path, data, network=None, **train):
@@ -125,7 +125,7 @@ def test_diverging_run_stops_with_one_message_and_writes_no_latest(small_pairs, 
     assert not (tmp_path / 'experiments' / 'diverge' / 'models' / 'net_g_latest.pth').exists()
 
 
-def test_infer_refuses_weights_with_nan(tmp_path):
+def test_infer_refuses_weights_with_nan(tmp_path, capsys, monkeypatch):
     from basicsr_restore.archs.mirnet_arch import MIRNet
     net = MIRNet(n_feat=8, n_RRG=1, n_MSRB=1)
     state = net.state_dict()
@@ -133,8 +133,9 @@ def test_infer_refuses_weights_with_nan(tmp_path):
     torch.save({'params': state}, tmp_path / 'nan.pth')
     import cv2
     cv2.imwrite(str(tmp_path / 'in.png'), photo((32, 32)))
-    proc = run(['basicsr-restore', 'infer', '-i', 'in.png', '-o', 'out', '--arch', 'MIRNet', '--weights', 'nan.pth',
-                '--arch-args', 'n_feat=8', 'n_RRG=1', 'n_MSRB=1'], cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert "--weights 'nan.pth' holds NaN/Inf in 1 of" in proc.stderr and 'conv_in.weight' in proc.stderr
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(capsys, 'infer', '-i', 'in.png', '-o', 'out', '--arch', 'MIRNet', '--weights', 'nan.pth',
+                     '--arch-args', 'n_feat=8', 'n_RRG=1', 'n_MSRB=1')
+    assert rc == 2
+    assert "--weights 'nan.pth' holds NaN/Inf in 1 of" in err and 'conv_in.weight' in err
     assert not (tmp_path / 'out' / 'in.png').exists()

@@ -12,10 +12,9 @@ from torch import nn
 import basicsr_restore  # noqa: F401
 from basicsr_restore import checkpoints
 from basicsr_restore.archs.irnext_arch import IRNeXt
-from basicsr_restore.cli import main
 from basicsr_restore.infer import Restorer
 
-from conftest import noisy, photo, run, write_folder
+from conftest import cli, noisy, photo, run, write_folder
 
 TINY = {'num_res': 1, 'base_channel': 8}
 
@@ -55,12 +54,6 @@ class InferTestConv(nn.Module):
 
 # test-only networks: into basicsr's registry (so --arch finds them), not into this package's list
 ARCH_REGISTRY._obj_map.setdefault('InferTestPointwise', InferTestPointwise)
-
-
-def cli(capsys, *args):
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 @pytest.fixture(scope='module')

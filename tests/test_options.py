@@ -23,7 +23,7 @@ from basicsr.utils.options import ordered_yaml
 import basicsr_restore  # noqa: F401
 from basicsr_restore.models.restoration_model import RestorationModel
 
-from conftest import ROOT, run
+from conftest import ROOT, cli, run
 from test_prepare_dpdd import prepared_dpdd
 from test_prepare_gopro import prepared_gopro, prepared_hide
 from test_prepare_rain import prepared_rain
@@ -224,7 +224,8 @@ def test_test_file_runs_through_the_stock_runner_and_writes_tables(runs, fixture
     assert len(saved) == 2
 
 
-def test_dpdd_test_file_runs_on_the_original_release_and_a_missing_set_fails_at_the_end(runs, tmp_path):
+def test_dpdd_test_file_runs_on_the_original_release_and_a_missing_set_fails_at_the_end(runs, tmp_path, capsys,
+                                                                                      monkeypatch):
     """The original DPDD release has no indoor/outdoor labels: the shipped test file scores the combined set
     and skips the optional subsets with a note. A missing set that is not optional is reported, the other
     sets are still scored, and the run exits non-zero at the end."""
@@ -233,7 +234,8 @@ def test_dpdd_test_file_runs_on_the_original_release_and_a_missing_set_fails_at_
     if ('DPDD', 'ChaIR') not in done:
         pytest.skip('needs the DPDD/ChaIR training run of this module')
     make_canon_dpdd(str(tmp_path / 'dd_dp_dataset_png'))
-    run(['basicsr-restore', 'prepare', 'dpdd', 'dd_dp_dataset_png', 'datasets/DPDD', '--split', 'test'], cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli(capsys, 'prepare', 'dpdd', 'dd_dp_dataset_png', 'datasets/DPDD', '--split', 'test')[0] == 0
     assert not (tmp_path / 'datasets' / 'DPDD' / 'test' / 'indoor.txt').exists()
     rel = os.path.join(ROOT, 'options', 'test', 'DPDD', 'ChaIR.yml')
     weights = work / 'experiments' / load(os.path.join(ROOT, 'options', 'train', 'DPDD', 'ChaIR.yml'))['name']
