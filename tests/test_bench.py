@@ -8,7 +8,7 @@ from basicsr_restore.bench import count_macs
 from basicsr_restore.cli import main
 from basicsr_restore.register import OURS
 
-# GMACs at 256 x 256 of the official configurations (specs/README.md, FlopCounterMode on the official code)
+# GMACs at 256 x 256 of the official configurations, counted with FlopCounterMode on the authors' code
 ANCHORS = {'IRNeXt': 38.7, 'ChaIR': 136.8, 'MIRNet': 480.0, 'DRCNet': 114.4}
 
 TINY = ['--arch', 'IRNeXt', '--size', '64', '--warmup', '1', '--runs', '2', '--arch-args', 'num_res=1',
