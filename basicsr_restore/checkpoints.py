@@ -61,6 +61,15 @@ def non_finite_keys(state):
     return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
 
 
+def check_finite(state, where):
+    """Refuse weights holding NaN/Inf (a diverged run's checkpoint gives black or garbage outputs)."""
+    bad = non_finite_keys(state)
+    if bad:
+        raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} of {len(state)} tensors '
+                              f'(e.g. {", ".join(bad[:3])}): the training run that wrote it diverged, and its outputs '
+                              'would be black or garbage. Use an earlier checkpoint of that run.')
+
+
 # --------------------------------------------------------------------------------------------- reading
 def read_checkpoint(path, trusted=False, what='weights', trust_hint='pass --trusted'):
     """``torch.load`` ``path`` on the CPU, weights-only unless ``trusted``; clear errors for every failure.
@@ -312,11 +321,6 @@ def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=Fal
     checkpoint = read_checkpoint(weights, trusted=trusted, what=what)
     where = f"{what} '{weights}'"
     state, info = find_state_dict(checkpoint, param_key, getattr(net, 'official_param_key', None), where=where)
-    bad = non_finite_keys(state)
-    if bad:
-        raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} of {len(state)} tensors '
-                              f'(e.g. {", ".join(bad[:3])}): '
-                              'the training run that wrote it diverged, and its outputs would be black or garbage. '
-                              'Use an earlier checkpoint of that run.')
+    check_finite(state, where)
     info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict, allow_partial)
     return net, info

@@ -9,7 +9,7 @@ For runs of this package's models, the runner's data loading is replaced (see ``
   numpy and torch's CPU generator with it before reading the sample. Crops and flips are then a function of
   the sample's place in the run, not of which worker read it or when: 0 and 8 workers, a resumed run, and
   a DDP run against one process with the same global batch all see the same patches;
-* the training state also records where the epoch stood (:class:`TrainingProgress`) and every rank's RNG
+* the training state also records where the epoch stood (``SeededSampler.describe``) and every rank's RNG
   states; on resume the sampler skips the batches already trained and the RNGs are put back;
 * :func:`load_resume_state` sweeps stale ``*.tmp<pid>`` files of interrupted saves and takes the newest
   training state that loads (with its network file), so one damaged file costs only the iterations since
@@ -41,32 +41,26 @@ def sample_seed(base, epoch, position):
     return int(np.random.SeedSequence([int(base) % 2**63, int(epoch), int(position)]).generate_state(1)[0])
 
 
-class TrainingProgress:
-    """Epoch being trained and the number of its batches trained so far (counted by the model)."""
-
-    def __init__(self):
-        self.epoch, self.batches = 0, 0
-
-    def batch_trained(self):
-        self.batches += 1
-
-
 class SeededSampler(Sampler):
-    """basicsr's ``EnlargedSampler`` order, yielding ``(index, seed)``; skips the batches trained before a resume."""
+    """basicsr's ``EnlargedSampler`` order, yielding ``(index, seed)``; skips the batches trained before a resume.
+
+    ``trained`` counts the batches of the current epoch that the model has trained (``batch_trained``), which is
+    the data position a training state records."""
 
     def __init__(self, dataset, num_replicas, rank, ratio, seed, batch_size):
         self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
         self.seed, self.batch_size = seed, batch_size
         self.num_samples = math.ceil(len(dataset) * ratio / num_replicas)
         self.total_size = self.num_samples * num_replicas
-        self.epoch = 0
+        self.epoch, self.trained = 0, 0
         self.resume_at = None  # (epoch, batches already trained in it)
-        self.progress = TrainingProgress()
 
     def set_epoch(self, epoch):
         self.epoch = epoch
-        self.progress.epoch = epoch
-        self.progress.batches = self.skipped_batches()
+        self.trained = self.skipped_batches()
+
+    def batch_trained(self):
+        self.trained += 1
 
     def skipped_batches(self):
         return self.resume_at[1] if self.resume_at and self.resume_at[0] == self.epoch else 0
@@ -88,7 +82,7 @@ class SeededSampler(Sampler):
         return self.num_samples
 
     def describe(self):
-        return {'epoch': self.progress.epoch, 'batches': self.progress.batches, 'batch_size': self.batch_size,
+        return {'epoch': self.epoch, 'batches': self.trained, 'batch_size': self.batch_size,
                 'world_size': self.num_replicas, 'dataset_len': len(self.dataset), 'total_size': self.total_size}
 
 
@@ -125,13 +119,8 @@ class SeededDataset(Dataset):
                 torch.set_rng_state(saved[2])
 
 
-def active_progress():
-    """The :class:`TrainingProgress` of this process's training run, or None (basicsr's own loader)."""
-    sampler = _ACTIVE.get('sampler')
-    return sampler.progress if sampler is not None else None
-
-
 def active_sampler():
+    """The :class:`SeededSampler` of this process's training run, or None (basicsr's own loader)."""
     return _ACTIVE.get('sampler')
 
 
@@ -155,49 +144,21 @@ def _apply_resume_position(sampler, logger):
                 'already and are skipped.')
 
 
-def build_train_loader(opt, dataset_opt, logger):
-    """(loader, sampler, dataset) of the training set: seeded samples, resumable position."""
-    from basicsr.data import build_dataloader, build_dataset
-    ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
-    train_set = build_dataset(dataset_opt)
-    batch = dataset_opt['batch_size_per_gpu']
-    if not opt['dist'] and opt['num_gpu'] > 1:
-        batch *= opt['num_gpu']  # basicsr's DataParallel rule (build_dataloader multiplies the same way)
-    sampler = SeededSampler(train_set, opt['world_size'], opt['rank'], ratio, opt['manual_seed'], batch)
+def seed_train_loader(loaders, opt, logger):
+    """basicsr's ``create_train_val_dataloader`` result with its training loader rebuilt around the same dataset:
+    seeded samples (:class:`SeededSampler`, :class:`SeededDataset`) and a resumable position."""
+    from basicsr.data import build_dataloader
+    train_loader, _, val_loaders, total_epochs, total_iters = loaders
+    dataset_opt = opt['datasets']['train']
+    train_set = train_loader.dataset
+    sampler = SeededSampler(train_set, opt['world_size'], opt['rank'], dataset_opt.get('dataset_enlarge_ratio', 1),
+                            opt['manual_seed'], train_loader.batch_size)
     loader = build_dataloader(SeededDataset(train_set), dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
                               sampler=sampler, seed=opt['manual_seed'])
     loader.generator = torch.Generator().manual_seed(int(opt['manual_seed']))  # iterators leave the global RNG be
     _apply_resume_position(sampler, logger)
     _ACTIVE['sampler'] = sampler
-    return loader, sampler, train_set
-
-
-def create_train_val_dataloader(opt, logger):
-    """basicsr's ``create_train_val_dataloader`` with :func:`build_train_loader` for the training set."""
-    from basicsr.data import build_dataloader, build_dataset
-    train_loader, train_sampler, val_loaders, total_epochs, total_iters = None, None, [], 0, 0
-    for phase, dataset_opt in opt['datasets'].items():
-        if phase == 'train':
-            train_loader, train_sampler, train_set = build_train_loader(opt, dataset_opt, logger)
-            ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
-            per_epoch = math.ceil(len(train_set) * ratio / (dataset_opt['batch_size_per_gpu'] * opt['world_size']))
-            total_iters = int(opt['train']['total_iter'])
-            total_epochs = math.ceil(total_iters / per_epoch)
-            logger.info('Training statistics:'
-                        f'\n\tNumber of train images: {len(train_set)}'
-                        f'\n\tDataset enlarge ratio: {ratio}'
-                        f'\n\tBatch size per gpu: {dataset_opt["batch_size_per_gpu"]}'
-                        f'\n\tWorld size (gpu number): {opt["world_size"]}'
-                        f'\n\tRequire iter number per epoch: {per_epoch}'
-                        f'\n\tTotal epochs: {total_epochs}; iters: {total_iters}.')
-        elif phase.split('_')[0] == 'val':
-            val_set = build_dataset(dataset_opt)
-            val_loaders.append(build_dataloader(val_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
-                                                sampler=None, seed=opt['manual_seed']))
-            logger.info(f'Number of val images/folders in {dataset_opt["name"]}: {len(val_set)}')
-        else:
-            raise ValueError(f'Dataset phase {phase} is not recognized.')
-    return train_loader, train_sampler, val_loaders, total_epochs, total_iters
+    return loader, sampler, val_loaders, total_epochs, total_iters
 
 
 # -------------------------------------------------------------------------------------------- RNG states
@@ -289,19 +250,22 @@ def load_resume_state(opt):
     from basicsr.utils import check_resume
     resume_path = None
     state_dir = opt['path'].get('training_states') or os.path.join('experiments', opt['name'], 'training_states')
-    if opt.get('auto_resume') and os.path.isdir(state_dir):
-        sweep_stale_temporaries(opt)
-        resume_path = newest_loadable_state(opt, state_dir)
-        if resume_path:
-            opt['path']['resume_state'] = resume_path
-    elif not opt.get('auto_resume'):
+    if opt.get('auto_resume'):
+        if os.path.isdir(state_dir):
+            sweep_stale_temporaries(opt)
+            resume_path = newest_loadable_state(opt, state_dir)
+            if resume_path:
+                opt['path']['resume_state'] = resume_path
+    else:
         resume_path = opt['path'].get('resume_state')
+        if resume_path is not None:
+            if not os.path.isfile(resume_path):
+                raise FileNotFoundError(f"path.resume_state: '{resume_path}' does not exist. Point the option at a "
+                                        '<iter>.state file in the training_states folder of the run, or use '
+                                        '--auto_resume.')
+            sweep_stale_temporaries(opt)
     if resume_path is None:
         return None
-    if not os.path.isfile(resume_path):
-        raise FileNotFoundError(f"path.resume_state: '{resume_path}' does not exist. Point the option at a "
-                                '<iter>.state file in the training_states folder of the run, or use --auto_resume.')
-    sweep_stale_temporaries(opt)
     if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
         device = torch.device('cuda', torch.cuda.current_device())
     else:

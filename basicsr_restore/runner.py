@@ -6,8 +6,8 @@ The runner module that calls ``parse_options`` (``__main__`` for ``python -m bas
 
 * ``load_resume_state``: CPU-safe, newest loadable state, stale temporaries swept, data position kept
   (``resume.load_resume_state``);
-* ``create_train_val_dataloader``: for this package's models, the seeded, resumable training loader
-  (``resume.create_train_val_dataloader``); other models keep basicsr's;
+* ``create_train_val_dataloader``: basicsr's, then, for this package's models, the training loader rebuilt
+  around the same dataset as the seeded, resumable one (``resume.seed_train_loader``); other models keep basicsr's;
 * ``make_exp_dirs``: basicsr makes a folder of every ``path.*`` value, so ``path.weights_only_g: false``
   crashed it; only string values that name folders are made;
 * ``build_dataset`` (test runs of this package's models): a test set whose files are missing becomes a
@@ -74,9 +74,8 @@ def _tolerant_build_dataset(original):
 def _plugin_loaders(original):
     def create_train_val_dataloader(opt, logger):
         from basicsr_restore import resume
-        if plugin_model(opt):
-            return resume.create_train_val_dataloader(opt, logger)
-        return original(opt, logger)
+        loaders = original(opt, logger)
+        return resume.seed_train_loader(loaders, opt, logger) if plugin_model(opt) else loaders
 
     create_train_val_dataloader._basicsr_restore = True
     return create_train_val_dataloader

@@ -140,16 +140,13 @@ class LmdbWriter:
         with open(os.path.join(self.partial, META_NAME), 'w', encoding='utf-8') as f:
             f.write('\n'.join(self.meta) + '\n')
 
-    def publish(self):
-        publish_partial(self.path)
-
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.env.close()
             return False  # the .partial folder stays, clearly incomplete; the next run starts it over
         self.finish()
         if self.publish_on_exit:
-            self.publish()
+            publish_partial(self.path)
         return False
 
 

@@ -40,8 +40,8 @@ from torch.utils.data import default_collate
 
 from basicsr_restore import distributed, resume
 from basicsr_restore.archs.layers import restore_any_size
-from basicsr_restore.checkpoints import (CheckpointError, extract_state_dict, fit_summary, load_into, non_finite_keys,
-                                         read_checkpoint)
+from basicsr_restore.checkpoints import (CheckpointError, check_finite, extract_state_dict, fit_summary, load_into,
+                                         non_finite_keys, read_checkpoint)
 from basicsr_restore.errors import TestSetsMissing, TrainingStopped
 from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
 from basicsr_restore.models.step_guard import StepGuard
@@ -114,10 +114,7 @@ class RestorationModel(SRModel):
         if param_key == 'params_ema' and 'params_ema' not in checkpoint:
             param_key = self.opt['path'].get('param_key_g', 'params')
         state = extract_state_dict(checkpoint, param_key, where)
-        bad = non_finite_keys(state)
-        if bad:
-            raise CheckpointError(f'{where} holds NaN/Inf in {len(bad)} tensors (e.g. {bad[:3]}): the run that wrote '
-                                  'it diverged. Use an earlier checkpoint.')
+        check_finite(state, where)
         bare = self.get_bare_model(net)
         hint = (' Check network_g and path.param_key_g, or set path.strict_load_g: false to load what fits.'
                 if strict else '')
@@ -246,8 +243,8 @@ class RestorationModel(SRModel):
     def setup_optimizers(self):
         optim_opt = copy.deepcopy(self.opt['train']['optim_g'])
         optim_type = optim_opt.pop('type')
-        params = [p for p in self.net_g.parameters() if p.requires_grad]
-        self.optimizer_g = self.get_optimizer(optim_type, params, **optim_opt)
+        self.trainable = [p for p in self.net_g.parameters() if p.requires_grad]
+        self.optimizer_g = self.get_optimizer(optim_type, self.trainable, **optim_opt)
         self.optimizers.append(self.optimizer_g)
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
@@ -318,11 +315,10 @@ class RestorationModel(SRModel):
         self.output = outputs[-1]
         total, loss_dict = self.compute_losses(outputs)
         total.backward()  # on every rank, also for a NaN loss: DDP's gradient all-reduce must stay matched
-        params = [p for p in self.net_g.parameters() if p.requires_grad]
         if self.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(params, float(self.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(self.trainable, float(self.grad_clip))
         else:
-            norm = self.guard.grad_norm(params)
+            norm = self.guard.grad_norm(self.trainable)
         verdict = self.guard.verdict(loss_dict, norm)
         if verdict.ok:
             self.optimizer_g.step()
@@ -333,9 +329,9 @@ class RestorationModel(SRModel):
             self.optimizer_g.zero_grad(set_to_none=True)
             self.guard.rejected(verdict, current_iter, get_root_logger(), self.last_good_checkpoint())
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        progress = resume.active_progress()
-        if progress is not None:
-            progress.batch_trained()
+        sampler = resume.active_sampler()
+        if sampler is not None:
+            sampler.batch_trained()
 
     # ---------------------------------------------------------------------------------- inference
     def test(self):
