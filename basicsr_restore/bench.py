@@ -7,8 +7,10 @@ or ``--arch NAME [--arch-args ...]``, or an option file's ``network_g``):
 * **MACs** at ``--size`` (batch 1; the size is rounded up to the network's multiple): FLOPs / 2 from
   ``torch.utils.flop_counter.FlopCounterMode``, run on meta tensors (nothing is computed, so it is instant
   at any size). It counts convolutions (transposed ones included), matrix products (mm, addmm, bmm, baddbmm)
-  and attention kernels; element-wise ops, normalisation, pooling, interpolation and FFTs are not counted
-  (counters such as thop/ptflops that count them report 3-8 % more);
+  and attention kernels; element-wise ops, normalisation, pooling, cumulative sums, interpolation and FFTs are
+  not counted (counters such as thop/ptflops that count them report 3-8 % more). Such ops cost memory traffic,
+  not MACs: only the latency shows them (IRNeXt's ``low_pass: local`` box mean is computed from running sums,
+  linear in the map size, so ``local`` and ``global`` take about the same time);
 * **latency**: forward at batch 1 in eval mode without gradients, ``--warmup`` runs then ``--runs`` timed
   ones; median, min, max, inter-quartile range. GPU: CUDA events; CPU: ``time.perf_counter``;
 * **peak memory**: GPU: ``torch.cuda.max_memory_allocated`` during the forward runs and during training
@@ -40,7 +42,7 @@ MODE_FLAGS = ('fp32', 'bf16', 'channels_last', 'compile')
 FORMAT = 'basicsr-restore-bench/1'
 MACS_METHOD = ('torch.utils.flop_counter.FlopCounterMode on meta tensors, batch 1, FLOPs/2; counts convolution '
                '(incl. transposed), mm/addmm/bmm/baddbmm and attention; not element-wise ops, normalisation, '
-               'pooling, interpolation or FFT')
+               'pooling, cumulative sums (IRNeXt\'s local box mean), interpolation or FFT')
 
 
 # ----------------------------------------------------------------------------------------------- setup

@@ -67,3 +67,28 @@ def test_local_mean_is_a_box_mean_over_valid_windows():
     assert torch.allclose(out[0, :, 0, 0], out[0, :, 3, 4])  # replicate padding top/left by (16-10)//2, (20-12)//2
     # tiny maps: the window is at least 1 (the official code fails there)
     assert torch.equal(local_mean(torch.ones(1, 1, 2, 2)), torch.ones(1, 1, 2, 2))
+
+
+def pooled_local_mean(x, base_size=120, train_size=256):
+    """The plain formula: a stride-1 average pooling over the valid windows, replicate-padded back."""
+    h, w = x.shape[-2:]
+    kh, kw = max(1, h * base_size // train_size), max(1, w * base_size // train_size)
+    out = F.avg_pool2d(x, (kh, kw), stride=1)
+    dh, dw = h - out.shape[-2], w - out.shape[-1]
+    return F.pad(out, (dw // 2, (dw + 1) // 2, dh // 2, (dh + 1) // 2), mode='replicate')
+
+
+@pytest.mark.parametrize('shape', [(1, 2, 16, 20), (2, 3, 45, 80), (1, 1, 1, 1), (1, 2, 2, 3), (1, 3, 64, 33)])
+def test_local_mean_from_running_sums_equals_the_pooling_formula_in_fp64(shape):
+    x = torch.randn(*shape, dtype=torch.float64) + 3.0
+    expected = pooled_local_mean(x)
+    got = local_mean(x)
+    assert got.dtype == torch.float64 and got.shape == x.shape
+    assert ((got - expected).abs().max() / expected.abs().max()).item() <= 1e-10
+
+
+def test_local_mean_keeps_low_precision_inputs_accurate():
+    x = torch.rand(1, 2, 96, 160) + 0.5
+    got = local_mean(x.bfloat16())
+    assert got.dtype == torch.bfloat16
+    assert (got.double() - pooled_local_mean(x.double())).abs().max().item() < 1e-2  # bf16 rounding only

@@ -20,13 +20,27 @@ from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet
 from basicsr_restore.register import register
 
 
+def box_sums(x, kh, kw):
+    """Sums over every ``kh`` x ``kw`` window of ``x`` at stride 1 (the valid windows only, as
+    ``avg_pool2d(x, (kh, kw), stride=1) * kh * kw``), from running sums: one cumulative sum per axis, and the
+    difference of two running sums is the sum over a window. The cost is linear in the map size whatever the
+    window (a pooling kernel costs ``kh * kw`` per output). Accumulated in float32 at least (float64 stays
+    float64), one axis at a time so that the running sums stay small."""
+    acc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    rows = F.pad(acc.cumsum(dim=-2), (0, 0, 1, 0))
+    acc = rows[..., kh:, :] - rows[..., :-kh, :]
+    cols = F.pad(acc.cumsum(dim=-1), (1, 0))
+    return cols[..., kw:] - cols[..., :-kw]
+
+
 def local_mean(x, base_size=120, train_size=256):
-    """Mean over a window of ``floor(size * base_size / train_size)`` (at least 1) per axis, at stride 1,
-    replicate-padded back to the input size (split as floor/ceil of the difference, top/left first)."""
+    """Mean over a window of ``floor(size * base_size / train_size)`` (at least 1) per axis, at stride 1 over the
+    valid windows, replicate-padded back to the input size (split as floor/ceil of the difference, top/left
+    first). The window covers about 47 % of each axis, so it is computed from running sums (:func:`box_sums`)."""
     h, w = x.shape[-2:]
     kh, kw = max(1, h * base_size // train_size), max(1, w * base_size // train_size)
-    out = F.avg_pool2d(x, (kh, kw), stride=1)
-    dh, dw = h - out.shape[-2], w - out.shape[-1]
+    out = (box_sums(x, kh, kw) / (kh * kw)).to(x.dtype)
+    dh, dw = kh - 1, kw - 1
     return F.pad(out, (dw // 2, (dw + 1) // 2, dh // 2, (dh + 1) // 2), mode='replicate')
 
 
