@@ -15,6 +15,9 @@ layout of :mod:`basicsr_restore.checkpoints`, strict loading).
 * **Bit depth and channels**: 8- and 16-bit PNG/TIFF (JPEG/BMP/WebP in, PNG out); 16-bit stays 16-bit.
   Grayscale images are replicated to RGB and written back as gray; an alpha channel is kept aside and
   re-attached unchanged.
+* **Speed** (``--speed best``, or ``--amp bf16|fp16``, ``--channels-last``, ``--compile MODE``, ``--cudnn-benchmark``,
+  ``--tf32``; an ``-opt`` file's ``speed:`` block is the default): the switches of :mod:`basicsr_restore.speed`.
+  ``best`` is the fastest combination of this device type that keeps the accuracy bar (see ``speed.BEST``).
 * ``--compare`` writes ``input | output [| ground truth]`` strips (8-bit) to ``<out>/compare/``;
   ``--gt DIR`` scores the outputs (PSNR/SSIM on RGB with basicsr's metrics, in the images' own bit depth)
   and writes ``metrics<suffix>.csv`` and ``metrics<suffix>.md`` to the output folder.
@@ -30,12 +33,12 @@ import cv2
 import numpy as np
 import torch
 
+from basicsr_restore import speed as speeds
 from basicsr_restore.archs.layers import restore_any_size
 
 IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.webp')
 LOSSLESS_EXTS = ('.png', '.tif', '.tiff')
 PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # ITU-R BT.601 luma (OpenCV's BGR2GRAY weights), applied before quantisation
 LUMA_BGR = np.array([0.114, 0.587, 0.299])
 
@@ -225,17 +228,18 @@ def round_tile(tile, net):
 class Restorer:
     """``restorer(x)``: the restored (1, 3, H, W) float32 CPU tensor for a CPU input of any size."""
 
-    def __init__(self, net, device, dtype='fp32', tile=0, overlap=32, tta=False):
-        self.net = net.to(device).eval()
+    def __init__(self, net, device, speed=speeds.Speed(), tile=0, overlap=32, tta=False):
+        self.speed = speed
+        self.net = net.to(device, memory_format=speed.memory_format).eval()
+        self.runner = speeds.compiled(self.net, speed, training=False)
         self.device = torch.device(device)
-        self.dtype = DTYPES[dtype]
         self.tile = round_tile(tile, net) if tile else 0
         self.overlap = overlap
         self.tta = tta
 
     def forward(self, x):
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return restore_any_size(self.net, x.to(self.device)).float()
+        with speeds.autocast(self.speed, self.device):
+            return restore_any_size(self.runner, speeds.to_memory_format(x.to(self.device), self.speed)).float()
 
     def count_tiles(self, h, w):
         if not self.tile:
@@ -349,8 +353,29 @@ def pick_device(name):
     return name
 
 
+def pick_speed(args, opt, device):
+    """The speed switches: ``--speed``, else the ``-opt`` file's ``speed:`` block; single flags override either."""
+    if args.speed not in (None, 'best', 'fp32'):
+        raise ValueError(f"--speed {args.speed!r}: use best or fp32 (or single switches such as --amp bf16).")
+    if args.speed:
+        base = args.speed
+    else:
+        base = speeds.parse(opt.get('speed') if opt else None, where=f"-opt '{args.opt}': speed")
+    base = speeds.preset(device) if base == 'best' else speeds.Speed() if base == 'fp32' else base
+    block = base.as_options()
+    for key in ('amp', 'compile'):
+        if getattr(args, key) is not None:
+            block[key] = getattr(args, key)
+    for key in ('channels_last', 'cudnn_benchmark', 'tf32'):
+        if getattr(args, key):
+            block[key] = True
+    block.pop('checkpoint')  # a training switch
+    chosen = speeds.parse(block, where='infer speed')
+    return speeds.resolve(chosen, device, lambda m: print(f'note: {m}', file=sys.stderr), where='infer speed')
+
+
 def build(args):
-    """The network and the line that says what was loaded."""
+    """The network, the line that says what was loaded, and the option file (or None)."""
     from basicsr_restore import checkpoints
     name, kwargs, opt = checkpoints.network_spec(args.opt, args.arch, args.arch_args)
     weights, param_key, strict, trusted = args.weights, args.param_key, True, args.trusted
@@ -373,7 +398,7 @@ def build(args):
         summary = checkpoints.fit_summary(net, info['missing'], info['unexpected'], info['shape_mismatches'])
         print(f'WARNING: non-strict load (path.strict_load_g: false): {summary}; the rest keeps its initial values.',
               file=sys.stderr)
-    return net, line
+    return net, line, opt
 
 
 def compare_strip(picture, out_color, gt=None, scores=None):
@@ -394,15 +419,16 @@ def run(args):
     inputs = list_inputs(args.input)
     jobs = plan(args, inputs)
     device = pick_device(args.device)
-    net, line = build(args)
-    restorer = Restorer(net, device, args.dtype, args.tile, args.tile_overlap, args.tta)
+    net, line, opt = build(args)
+    speed = pick_speed(args, opt, device)
+    restorer = Restorer(net, device, speed, args.tile, args.tile_overlap, args.tta)
     if restorer.tile and args.tile_overlap >= restorer.tile:
         raise ValueError(f'--tile-overlap {args.tile_overlap} must be smaller than the tile ({restorer.tile}).')
     mode = f'tiles {restorer.tile} (overlap {args.tile_overlap})' if restorer.tile else 'whole images'
     if restorer.tile and restorer.tile != args.tile:
         mode += f', --tile {args.tile} rounded to the multiple {getattr(net, "pad_multiple", 1)}'
     print(line)
-    print(f'{len(jobs)} image(s) -> {args.output}: {device}, {args.dtype}, {mode}{", x8 TTA" if args.tta else ""}')
+    print(f'{len(jobs)} image(s) -> {args.output}: {device}, {speed.describe()}, {mode}{", x8 TTA" if args.tta else ""}')
     os.makedirs(args.output, exist_ok=True)
     if args.compare:
         os.makedirs(os.path.join(args.output, 'compare'), exist_ok=True)
@@ -458,7 +484,7 @@ def restore_one(job, restorer, args, tqdm):
             inner.close()
     if not torch.isfinite(out).all():
         raise ImageError(f"the network produced NaN/Inf for '{job['input']}' ({w}x{h}); nothing was written. With "
-                         '--dtype fp16 use bf16 or fp32; otherwise the weights are broken.')
+                         '--amp fp16 use bf16 or fp32; otherwise the weights are broken.')
     written, color = to_output(picture, out)
     write_image(job['output'], written)
     row = None
@@ -489,7 +515,13 @@ def add_arguments(p):
                    help='overlap of the tiles (default 32); blending is exact for receptive-field radii < overlap/4')
     p.add_argument('--tta', action='store_true', help='x8 self-ensemble (flips and rotations; 8x slower)')
     p.add_argument('--device', default='auto', help='cpu, cuda or cuda:N (default: cuda when available)')
-    p.add_argument('--dtype', default='fp32', choices=tuple(DTYPES), help='fp32, or bf16/fp16 autocast')
+    p.add_argument('--speed', help='best: the fastest switches of this device that keep the accuracy; fp32: none '
+                                   "(default: the -opt file's speed block, else fp32)")
+    p.add_argument('--amp', choices=('bf16', 'fp16', 'false'), help='autocast dtype (false: fp32)')
+    p.add_argument('--channels-last', action='store_true', help='NHWC memory format')
+    p.add_argument('--compile', choices=('false',) + speeds.COMPILE_MODES, help='torch.compile mode')
+    p.add_argument('--cudnn-benchmark', action='store_true', help='cuDNN autotuning (GPU)')
+    p.add_argument('--tf32', action='store_true', help='TF32 matmuls and convolutions (GPU)')
     p.add_argument('--compare', action='store_true', help='write input|output[|gt] strips to OUTPUT/compare/')
     p.add_argument('--gt', help='folder of ground-truth images (same names): PSNR/SSIM, metrics.csv and metrics.md')
     p.add_argument('--suffix', default='', help='added to the output file names (before the extension)')

@@ -9,7 +9,7 @@ misspelt ``test_y_chanel`` scores on RGB. For runs of this package's models (tho
 * ``network_g``, every loss, metric, optimizer and scheduler: the type must be registered and every other key
   must be an argument of that class or function;
 * every dataset of this package (its ``OPTION_KEYS``) and basicsr's ``PairedImageDataset``;
-* ``speed`` (no switches exist in this version, so any key there is reported).
+* ``speed``: the switches of :mod:`basicsr_restore.speed`, keys and values (or the word ``best``).
 
 All problems are reported together, each with the closest valid name. ``allow_unknown_keys: true`` at the
 top of the option file turns the unknown-*key* checks off (type names are still checked); a list such as
@@ -36,8 +36,6 @@ LOADER = {'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_pe
 #: basicsr's own dataset that people combine with this package's model
 HOST_DATASETS = {'PairedImageDataset': {'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'io_backend',
                                         'gt_size', 'use_hflip', 'use_rot', 'color', 'mean', 'std'}}
-#: switches of the ``speed`` section (none in this version)
-SPEED = set()
 #: what a metric spec may hold besides the function's arguments
 METRIC_EXTRA = {'type', 'better'}
 
@@ -109,6 +107,18 @@ class Problems:
 
 
 # ------------------------------------------------------------------------------------------------ sections
+def _speed(opt, problems):
+    from basicsr_restore import speed
+    block = opt.get('speed')
+    if isinstance(block, dict):
+        problems.keys(block, set(speed.KEYS), 'speed', 'basicsr_restore.speed')
+        block = {k: v for k, v in block.items() if k in speed.KEYS}
+    try:
+        speed.parse(block)
+    except OptionError as exc:
+        problems.items.append(str(exc))
+
+
 def _network(opt, problems):
     from basicsr.utils.registry import ARCH_REGISTRY
     spec = opt.get('network_g')
@@ -193,7 +203,7 @@ def check_options(opt, source='the option file'):
     problems.keys(opt.get('logger'), LOGGER, 'logger', "basicsr's runner")
     problems.keys((opt.get('logger') or {}).get('wandb'), WANDB, 'logger.wandb', "basicsr's runner")
     problems.keys(opt.get('dist_params'), DIST_PARAMS, 'dist_params', 'the launcher')
-    problems.keys(opt.get('speed'), SPEED, 'speed', model_type)
+    _speed(opt, problems)
     problems.keys(opt.get('path'), set(schema['path']) | RUNNER_PATHS, 'path', model_type)
     _network(opt, problems)
     _datasets(opt, problems)

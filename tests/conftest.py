@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 
 BIN = os.path.dirname(sys.executable)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,6 +140,37 @@ def tiny_train_options(data, name, total_iter, batch=2, workers=0, **train):
         'dist_params': {'backend': 'gloo'},
     }
     return opt
+
+
+def built(tmp_path, data, network=None, speed=None, **train):
+    """A RestorationModel for in-process training steps (the tiny MIRNet of :func:`tiny_train_options`)."""
+    from basicsr.models import build_model
+    opt = tiny_train_options(data, 'guard', 100, **train)
+    if network:
+        opt['network_g'] = network
+    if speed:
+        opt['speed'] = speed
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [1000]}
+    root = tmp_path / 'experiments' / 'guard'
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False, root_path=str(tmp_path))
+    opt['path'].update(experiments_root=str(root), models=str(root / 'models'),
+                       training_states=str(root / 'training_states'), log=str(root),
+                       visualization=str(root / 'visualization'))
+    for key, ds in opt['datasets'].items():
+        ds['phase'] = key
+    os.makedirs(root / 'models')
+    os.makedirs(root / 'training_states')
+    return build_model(opt)
+
+
+def batch(seed=0, nan=False, size=64):
+    """A training batch of 2 random pairs (optionally one NaN pixel in the input)."""
+    torch.manual_seed(seed)
+    gt = torch.rand(2, 3, size, size)
+    lq = (gt + 0.1 * torch.randn_like(gt)).clamp(0, 1)
+    if nan:
+        lq[0, 0, 5, 5] = float('nan')
+    return {'lq': lq, 'gt': gt}
 
 
 def write_options(path, opt):

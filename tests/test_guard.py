@@ -5,38 +5,11 @@ import os
 
 import pytest
 import torch
-from basicsr.models import build_model
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.errors import TrainingStopped
 
-from conftest import cli, photo, run, tiny_train_options, write_options
-
-
-def built(tmp_path, data, network=None, **train):
-    opt = tiny_train_options(data, 'guard', 100, **train)
-    if network:
-        opt['network_g'] = network
-    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [1000]}
-    root = tmp_path / 'experiments' / 'guard'
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False, root_path=str(tmp_path))
-    opt['path'].update(experiments_root=str(root), models=str(root / 'models'),
-                       training_states=str(root / 'training_states'), log=str(root),
-                       visualization=str(root / 'visualization'))
-    for key, ds in opt['datasets'].items():
-        ds['phase'] = key
-    os.makedirs(root / 'models')
-    os.makedirs(root / 'training_states')
-    return build_model(opt)
-
-
-def batch(seed=0, nan=False, size=64):
-    torch.manual_seed(seed)
-    gt = torch.rand(2, 3, size, size)
-    lq = (gt + 0.1 * torch.randn_like(gt)).clamp(0, 1)
-    if nan:
-        lq[0, 0, 5, 5] = float('nan')
-    return {'lq': lq, 'gt': gt}
+from conftest import batch, built, cli, photo, run, tiny_train_options, write_options
 
 
 def everything(model):

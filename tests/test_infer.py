@@ -232,7 +232,7 @@ def test_option_file_and_the_exit_status_of_the_installed_command(tmp_path, weig
         f"name: t\nnetwork_g: {{type: IRNeXt, num_res: 1, base_channel: 8}}\n"
         f"path: {{pretrain_network_g: {weights / 'irnext.pth'}, param_key_g: params}}\n")
     proc = run(['basicsr-restore', 'infer', '-i', 'in', '-o', 'out', '-opt', 'test.yml', '--device', 'cpu',
-                '--dtype', 'bf16'], cwd=tmp_path)
+                '--amp', 'bf16'], cwd=tmp_path)
     assert "IRNeXt(num_res=1, base_channel=8) <- " in proc.stdout and "key 'params' (asked for)" in proc.stdout
     assert cv2.imread(str(tmp_path / 'out' / 'a.png')).shape == (20, 30, 3)
     bad = run(['basicsr-restore', 'infer', '-i', 'in', '-o', 'out2', '-opt', 'test.yml', '--weights', 'none.pth'],

@@ -205,6 +205,7 @@ class DRCNet(nn.Module):
     min_size = 16
     multi_output = True
     official_param_key = 'params'
+    checkpoint_blocks = ('DFRBlock', 'UpBlock')
 
     def __init__(self, in_chn=3, wf=64, depth=4, relu_slope=0.2, hin_position_left=0, hin_position_right=4):
         super().__init__()

@@ -325,6 +325,7 @@ class EIRN(nn.Module):
     pad_multiple = 8
     multi_output = True
     official_param_key = None
+    checkpoint_blocks = ('QKB', 'CAB', 'MFFB')
 
     def __init__(self, n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32, num_cab=8, qk_in_blocks=True,
                  qk_in_fusion=True, query_from='image', query_channels='C', reduction=4):

@@ -123,6 +123,8 @@ class MultiScaleUNet(nn.Module):
     pad_multiple = 4
     min_size = 8
     multi_output = True
+    #: blocks that ``speed.checkpoint: true`` recomputes in the backward pass
+    checkpoint_blocks = ('ResBlock',)
     #: why inputs must be at least ``min_size`` pixels (for the error message)
     min_size_reason = 'the InstanceNorm of SCM1 needs more than one pixel at 1/4 scale'
     #: the BatchNorm that sees one value per sample, so that training needs batches of 2 (None: no such rule)

@@ -261,6 +261,7 @@ class MIRNet(nn.Module):
     """
     pad_multiple = 4
     multi_output = False
+    checkpoint_blocks = ('MSRB',)
     official_param_key = 'state_dict'
 
     def __init__(self, in_channels=3, out_channels=3, n_feat=64, kernel_size=3, stride=2, n_RRG=3, n_MSRB=2,

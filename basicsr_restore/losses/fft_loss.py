@@ -10,9 +10,11 @@ _REDUCTIONS = ('mean', 'sum', 'none')
 def fft_l1(pred, target, reduction='mean'):
     """``|stack(re, im)(fft2(pred)) - stack(re, im)(fft2(target))|`` reduced; unnormalised FFT over (H, W).
 
-    Computed in float32 whatever the input dtype (half-precision FFTs are restricted to powers of two).
+    Computed in float32 whatever the input dtype, autocast off (half-precision FFTs are restricted to powers of
+    two and lose the high frequencies' precision).
     """
-    diff = torch.view_as_real(torch.fft.fft2(pred.float())) - torch.view_as_real(torch.fft.fft2(target.float()))
+    with torch.autocast(pred.device.type, enabled=False):
+        diff = torch.view_as_real(torch.fft.fft2(pred.float())) - torch.view_as_real(torch.fft.fft2(target.float()))
     diff = diff.abs()
     if reduction == 'mean':
         return diff.mean()

@@ -17,6 +17,9 @@ lists every key it reads, and any other key is an error before the run starts, s
   with NaN/Inf are never written to a checkpoint;
 * **exact resume**: training states also hold the data position and every rank's random state (``resume``);
 * EMA (``ema_decay``) that also follows buffers, so BatchNorm statistics of ``net_g_ema`` are right;
+* **speed switches** (top-level ``speed:``, see :mod:`basicsr_restore.speed`): bf16/fp16 autocast (fp16 with a
+  GradScaler whose state is resumed), channels_last, ``torch.compile`` of the training step and of restoring,
+  activation checkpointing; checkpoints stay plain float32 state dicts with the official keys;
 * test-time padding to the network's ``pad_multiple`` (reflect, bottom/right) and crop back; the last
   output is the result;
 * validation scored with the dataset's protocol (``val.metric_input``, ``val.save_bit_depth``, per-image tables at
@@ -38,7 +41,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch.utils.data import default_collate
 
-from basicsr_restore import distributed, resume
+from basicsr_restore import distributed, resume, speed
 from basicsr_restore.archs.layers import restore_any_size
 from basicsr_restore.checkpoints import (CheckpointError, check_finite, extract_state_dict, fit_summary, load_into,
                                          non_finite_keys, read_checkpoint)
@@ -93,11 +96,30 @@ class RestorationModel(SRModel):
             opt['val'].setdefault('suffix', None)  # basicsr's test-mode image saving needs the key
         self._last_good = None
         self._sets_validated, self._sets_missing = 0, []
+        self._speed_request = speed.parse(opt.get('speed'))
+        self._speed = None
+        self._restorers = {}
+        self.scaler = None
         super().__init__(opt)
 
+    @property
+    def speed(self):
+        """The ``speed`` options as this device honours them (resolved and logged once)."""
+        if self._speed is None:
+            logger = get_root_logger()
+            self._speed = speed.resolve(self._speed_request, self.device, logger.warning)
+            speed.apply_backend_flags(self._speed)
+            logger.info(f'Speed switches: {self._speed.describe()} on {self.device}.')
+        return self._speed
+
     def model_to_device(self, net):
-        """To the device; under DDP wrapped with the GPU of this rank, or without ``device_ids`` on the CPU."""
-        net = net.to(self.device)
+        """To the device in the memory format of ``speed``, with activation checkpointing when asked (training);
+        under DDP wrapped with the GPU of this rank, or without ``device_ids`` on the CPU."""
+        net = net.to(self.device, memory_format=self.speed.memory_format)
+        if self.opt['is_train'] and self.speed.checkpoint:
+            blocks = speed.enable_checkpointing(net, self.speed.checkpoint)
+            get_root_logger().info(f'Activation checkpointing of {len(blocks)} blocks ({", ".join(blocks[:4])}'
+                                   f'{", ..." if len(blocks) > 4 else ""}).')
         if self.opt['dist']:
             ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
             net = torch.nn.parallel.DistributedDataParallel(
@@ -190,7 +212,8 @@ class RestorationModel(SRModel):
                  'optimizers': [o.state_dict() for o in self.optimizers],
                  'schedulers': [s.state_dict() for s in self.schedulers],
                  'restore_format': STATE_FORMAT, 'rng': getattr(self, '_rng_states', None),
-                 'guard': self.guard.state_dict() if hasattr(self, 'guard') else None}
+                 'guard': self.guard.state_dict() if hasattr(self, 'guard') else None,
+                 'scaler': self.scaler.state_dict() if self.scaler is not None else None}
         sampler = resume.active_sampler()
         if sampler is not None:
             state['progress'] = sampler.describe()
@@ -201,6 +224,8 @@ class RestorationModel(SRModel):
         self._last_good = resume_state['iter']
         if resume_state.get('guard') and hasattr(self, 'guard'):
             self.guard.load_state_dict(resume_state['guard'])
+        if resume_state.get('scaler') and self.scaler is not None:
+            self.scaler.load_state_dict(resume_state['scaler'])
         rng = resume_state.get('rng')
         rank, world = distributed.rank_and_world()
         if rng and len(rng) == world:
@@ -237,6 +262,8 @@ class RestorationModel(SRModel):
             raise ValueError('train.grad_clip must be a positive max-norm (e.g. 0.001) or absent, '
                              f'got {self.grad_clip!r}')
         self.guard = StepGuard(self.get_bare_model(self.net_g), train_opt.get('max_skipped_steps', 10))
+        self.scaler = speed.grad_scaler(self.speed, self.device)
+        self._train_net = speed.compiled(self.net_g, self.speed, training=True)
         self.setup_optimizers()
         self.setup_schedulers()
 
@@ -309,38 +336,65 @@ class RestorationModel(SRModel):
     def optimize_parameters(self, current_iter):
         self.guard.snapshot()  # BatchNorm statistics as before this step
         self.optimizer_g.zero_grad(set_to_none=True)
-        outputs = as_list(self.net_g(self.lq))
-        if self.clamp_output:
-            outputs = [out.clamp(0, 1) for out in outputs]
-        self.output = outputs[-1]
-        total, loss_dict = self.compute_losses(outputs)
-        total.backward()  # on every rank, also for a NaN loss: DDP's gradient all-reduce must stay matched
+        with speed.autocast(self.speed, self.device):
+            outputs = [out.float() for out in as_list(self._train_net(speed.to_memory_format(self.lq, self.speed)))]
+            if self.clamp_output:
+                outputs = [out.clamp(0, 1) for out in outputs]
+            self.output = outputs[-1]
+            total, loss_dict = self.compute_losses(outputs)
+        # backward on every rank, also for a NaN loss: DDP's gradient all-reduce must stay matched
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer_g)
+        else:
+            total.backward()
         if self.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(self.trainable, float(self.grad_clip))
         else:
             norm = self.guard.grad_norm(self.trainable)
-        verdict = self.guard.verdict(loss_dict, norm)
+        # fp16: overflowing gradients are the GradScaler's business (it skips the step and lowers its scale)
+        verdict = self.guard.verdict(loss_dict, norm if self.scaler is None else torch.zeros((), device=norm.device))
         if verdict.ok:
-            self.optimizer_g.step()
-            self.guard.accepted()
-            if self.ema_decay > 0:
-                self.model_ema(decay=self.ema_decay)
+            stepped = self._optimizer_step()
+            if stepped:
+                self.guard.accepted()
+                if self.ema_decay > 0:
+                    self.model_ema(decay=self.ema_decay)
         else:
             self.optimizer_g.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()
             self.guard.rejected(verdict, current_iter, get_root_logger(), self.last_good_checkpoint())
         self.log_dict = self.reduce_loss_dict(loss_dict)
         sampler = resume.active_sampler()
         if sampler is not None:
             sampler.batch_trained()
 
+    def _optimizer_step(self):
+        """Step the optimizer; with fp16 through the GradScaler. False when the scaler skipped the step."""
+        if self.scaler is None:
+            self.optimizer_g.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer_g)
+        self.scaler.update()
+        return self.scaler.get_scale() >= scale
+
     # ---------------------------------------------------------------------------------- inference
+    def restorer(self, bare):
+        """``bare`` as restoring runs it: compiled once per network when ``speed.compile`` is on."""
+        key = id(bare)
+        if key not in self._restorers:
+            self._restorers[key] = speed.compiled(bare, self.speed, training=False)
+        return self._restorers[key]
+
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         bare = self.get_bare_model(net)
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            self.output = restore_any_size(bare, self.lq)
+        with torch.no_grad(), speed.autocast(self.speed, self.device):
+            self.output = restore_any_size(self.restorer(bare), speed.to_memory_format(self.lq, self.speed)).float()
         if was_training:
             net.train()
 
