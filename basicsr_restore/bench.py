@@ -20,11 +20,19 @@ or ``--arch NAME [--arch-args ...]``, or an option file's ``network_g``):
   training runs); the same steps without it are timed in between, and the table shows the guard's cost
   (median step time with / without, in %).
 
-Modes (``--mode``, combine with ``+``): ``fp32``, ``bf16`` (autocast), ``channels_last``, ``compile``
-(``torch.compile``; its compilation happens in the warm-up runs). ``--json FILE`` writes every figure;
-``--vs MODE`` runs a second mode and ``--vs FILE.json`` loads earlier results, and the ratios are printed.
+* **accuracy**: for every mode but fp32, PSNR of the mode's output against fp32 eager on a real photo (scikit-image's
+  astronaut, resized to the input size), same weights (``psnr_vs_fp32_db``).
+
+Modes (``--mode``, combine with ``+``): the switches of :mod:`basicsr_restore.speed`: ``fp32``, ``bf16``/``fp16``
+(autocast; fp16 trains with a GradScaler), ``channels_last``, ``compile`` / ``max-autotune`` / ``reduce-overhead``
+(``torch.compile`` modes; compilation happens in the warm-up runs), ``checkpoint`` (activation checkpointing in
+training), ``cudnn_benchmark``, ``tf32``; and ``best``: each candidate of :data:`CANDIDATES` for the device is timed
+briefly and the fastest one whose output keeps the accuracy bar (:data:`ACCURACY_DB`) is measured in full.
+``--json FILE`` writes every figure; ``--vs MODE`` runs a second mode and ``--vs FILE.json`` loads earlier results,
+and the ratios are printed.
 """
 import datetime
+import glob
 import json
 import math
 import os
@@ -36,9 +44,20 @@ import time
 import torch
 import torch.nn.functional as F
 
-from basicsr_restore import checkpoints
+from basicsr_restore import checkpoints, speed
 
-MODE_FLAGS = ('fp32', 'bf16', 'channels_last', 'compile')
+MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
+              'cudnn_benchmark', 'tf32')
+COMPILE_FLAGS = {'compile': 'default', 'max-autotune': 'max-autotune', 'reduce-overhead': 'reduce-overhead'}
+#: the accuracy bar of ``--mode best``: PSNR (dB) of the output against fp32 eager, per device type
+ACCURACY_DB = {'cuda': 50.0, 'cpu': 45.0}
+#: what ``--mode best`` tries, per device type (bf16 on the CPU only where oneDNN has native bf16 kernels)
+CANDIDATES = {
+    'cuda': ['bf16+channels_last+compile+cudnn_benchmark', 'bf16+channels_last+cudnn_benchmark',
+             'channels_last+compile+cudnn_benchmark+tf32', 'channels_last+cudnn_benchmark+tf32'],
+    'cpu': ['channels_last', 'fp32'],
+    'cpu-bf16': ['bf16+channels_last', 'bf16'],
+}
 FORMAT = 'basicsr-restore-bench/1'
 MACS_METHOD = ('torch.utils.flop_counter.FlopCounterMode on meta tensors, batch 1, FLOPs/2; counts convolution '
                '(incl. transposed), mm/addmm/bmm/baddbmm and attention; not element-wise ops, normalisation, '
@@ -47,14 +66,33 @@ MACS_METHOD = ('torch.utils.flop_counter.FlopCounterMode on meta tensors, batch 
 
 # ----------------------------------------------------------------------------------------------- setup
 def parse_mode(text):
-    """``'bf16+channels_last'`` -> the canonical mode name; ``fp32`` alone means no flag."""
+    """``'bf16+channels_last'`` -> the canonical mode name; ``fp32`` alone means no flag; ``best`` alone."""
+    if str(text).strip() == 'best':
+        return 'best'
     flags = [f.strip() for f in str(text).split('+') if f.strip()]
     bad = [f for f in flags if f not in MODE_FLAGS]
-    if bad or not flags:
+    if bad or not flags or ('bf16' in flags and 'fp16' in flags) or sum(f in COMPILE_FLAGS for f in flags) > 1:
         raise ValueError(f'--mode {text!r}: use one of {", ".join(MODE_FLAGS)}, or several joined by + '
-                         '(e.g. bf16+channels_last).')
+                         '(e.g. bf16+channels_last; one of bf16/fp16, one compile mode), or best.')
     flags = [f for f in MODE_FLAGS if f in flags and f != 'fp32']
     return '+'.join(flags) or 'fp32'
+
+
+def mode_speed(mode):
+    """The :class:`~basicsr_restore.speed.Speed` of a canonical mode name (static shapes: one size is timed)."""
+    flags = set(mode.split('+'))
+    amp = 'bf16' if 'bf16' in flags else 'fp16' if 'fp16' in flags else False
+    compile_mode = next((COMPILE_FLAGS[f] for f in COMPILE_FLAGS if f in flags), False)
+    return speed.Speed(amp=amp, channels_last='channels_last' in flags, compile=compile_mode,
+                       cudnn_benchmark='cudnn_benchmark' in flags, tf32='tf32' in flags,
+                       checkpoint='checkpoint' in flags, dynamic=False)
+
+
+def candidates(device):
+    if device.type == 'cuda':
+        return CANDIDATES['cuda']
+    native_bf16 = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: False)()
+    return (CANDIDATES['cpu-bf16'] if native_bf16 else []) + CANDIDATES['cpu']
 
 
 def parse_size(text):
@@ -151,14 +189,26 @@ class Timer:
 
 
 def prepare(net, mode, device):
-    """The network on ``device`` in ``mode``: (module to call, autocast context maker, memory format)."""
-    memory_format = torch.channels_last if 'channels_last' in mode else torch.contiguous_format
-    net = net.to(device=device, memory_format=memory_format)
-    runner = torch.compile(net) if 'compile' in mode else net
+    """The network on ``device`` in ``mode``: (network, module to call, its Speed)."""
+    chosen = speed.resolve(mode_speed(mode), device, lambda m: None)
+    speed.apply_backend_flags(chosen)
+    net = net.to(device=device, memory_format=chosen.memory_format)
+    if chosen.checkpoint:
+        speed.enable_checkpointing(net, True)
+    return net, speed.compiled(net, chosen, training=False), chosen
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled='bf16' in mode)
-    return net, runner, autocast, memory_format
+
+def real_photo(size):
+    """scikit-image's astronaut resized to ``size`` (H, W): (1, 3, H, W) float32 in [0, 1]."""
+    import cv2
+    from skimage import data
+    img = cv2.resize(data.astronaut(), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(img.astype('float32').transpose(2, 0, 1) / 255.0)[None]
+
+
+def psnr_db(a, b):
+    mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().square().mean().item()
+    return float('inf') if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def last_output(out):
@@ -176,13 +226,13 @@ def peak_memory(device, fn):
     return result, torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def measure_forward(runner, autocast, memory_format, size, device, warmup, runs):
+def measure_forward(runner, chosen, size, device, warmup, runs):
     timer = Timer(device)
-    x = torch.rand(1, 3, *size, device=device).contiguous(memory_format=memory_format)
+    x = speed.to_memory_format(torch.rand(1, 3, *size, device=device), chosen)
     runner.eval()
 
     def once():
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), speed.autocast(chosen, device):
             runner(x)
 
     for _ in range(warmup):
@@ -191,30 +241,49 @@ def measure_forward(runner, autocast, memory_format, size, device, warmup, runs)
     return spread(times), peak, timer.method
 
 
-def measure_training(net, runner, autocast, memory_format, batch, patch, device, warmup, runs):
-    """Training steps as RestorationModel takes them (with its NaN guard: buffer snapshot, finite check of the
-    loss and gradient norm, see ``models/step_guard.py``), and the same steps without the guard, interleaved
-    so that both see the same machine; ``nan_guard_cost_pct`` is what the guard costs."""
+def measure_training(net, chosen, batch, patch, device, warmup, runs):
+    """Training steps as RestorationModel takes them (speed switches, GradScaler for fp16, NaN guard: buffer
+    snapshot, finite check of the loss and gradient norm, see ``models/step_guard.py``; EMA update), and the same
+    steps without the guard, interleaved so that both see the same machine; ``nan_guard_cost_pct`` is what the
+    guard costs."""
+    import copy
+
     from basicsr_restore.models.step_guard import StepGuard
     timer = Timer(device)
-    runner.train()
+    net.train()
+    runner = speed.compiled(net, chosen, training=True)
+    ema = copy.deepcopy(net).eval()
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
+    scaler = speed.grad_scaler(chosen, device)
     guard = StepGuard(net)
-    x = torch.rand(batch, 3, *patch, device=device).contiguous(memory_format=memory_format)
-    target = torch.rand(batch, 3, *patch, device=device).contiguous(memory_format=memory_format)
+    x = speed.to_memory_format(torch.rand(batch, 3, *patch, device=device), chosen)
+    target = speed.to_memory_format(torch.rand(batch, 3, *patch, device=device), chosen)
+    pairs = list(zip(ema.parameters(), net.parameters()))
 
     def step(guarded):
         if guarded:
             guard.snapshot()
         optimizer.zero_grad(set_to_none=True)
-        with autocast():
+        with speed.autocast(chosen, device):
             loss = F.l1_loss(last_output(runner(x)).float(), target)
-        loss.backward()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
         if not guarded or guard.verdict({'l1': loss}, guard.grad_norm(params)).ok:
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            with torch.no_grad():
+                torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - 0.999)
         else:
             guard.restore()
+            if scaler is not None:
+                scaler.update()
 
     for _ in range(warmup):
         step(True)
@@ -229,7 +298,37 @@ def measure_training(net, runner, autocast, memory_format, batch, patch, device,
     return {'batch': batch, 'patch': list(patch), 'it_per_s': rate, 'step_ms': spread(guarded),
             'it_per_s_without_nan_guard': plain_rate, 'step_ms_without_nan_guard': spread(plain),
             'nan_guard_cost_pct': 100.0 * (statistics.median(guarded) / statistics.median(plain) - 1.0),
-            'peak_memory_mb': peak, 'loss': 'L1 on the last output', 'optimizer': 'Adam'}
+            'peak_memory_mb': peak, 'loss': 'L1 on the last output', 'optimizer': 'Adam', 'ema': True}
+
+
+def output_psnr(runner, chosen, photo, reference, device):
+    runner.eval()
+    with torch.no_grad(), speed.autocast(chosen, device):
+        out = last_output(runner(speed.to_memory_format(photo, chosen))).float()
+    return psnr_db(out, reference)
+
+
+def search_best(net, size, device, args, photo, reference):
+    """``(mode, trials)``: the fastest candidate of the device whose output keeps :data:`ACCURACY_DB`, each timed
+    with ``--warmup`` runs and 3 timed ones (a candidate that fails is skipped, its error noted)."""
+    import copy
+    bar, trials = ACCURACY_DB['cuda' if device.type == 'cuda' else 'cpu'], []
+    for mode in candidates(device):
+        try:
+            trial_net, runner, chosen = prepare(copy.deepcopy(net), mode, device)
+            psnr = output_psnr(runner, chosen, photo, reference, device)
+            latency, _, _ = measure_forward(runner, chosen, size, device, args.warmup, 3)
+            trials.append({'mode': mode, 'median_ms': latency['median'], 'psnr_vs_fp32_db': psnr,
+                           'meets_bar': psnr >= bar})
+        except Exception as exc:  # e.g. a compiler failure: the next candidate
+            trials.append({'mode': mode, 'error': f'{type(exc).__name__}: {str(exc).strip()[:200]}'})
+        finally:
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
+    good = [t for t in trials if t.get('meets_bar')]
+    if not good:
+        raise RuntimeError(f'--mode best: no candidate kept {bar} dB against fp32 ({trials})')
+    return min(good, key=lambda t: t['median_ms'])['mode'], trials
 
 
 def bench_one(name, kwargs, args, mode, device):
@@ -241,22 +340,32 @@ def bench_one(name, kwargs, args, mode, device):
               'latency_ms': None, 'timer': Timer(device).method, 'warmup': args.warmup,
               'peak_memory_mb': None, 'memory_method': ('torch.cuda.max_memory_allocated (weights included)'
                                                         if device.type == 'cuda' else 'n/a on CPU (not measured)'),
-              'train': None, 'error': None,
+              'train': None, 'psnr_vs_fp32_db': None, 'best_search': None, 'error': None,
               'date': datetime.datetime.now().isoformat(timespec='seconds')}
     try:
+        torch.manual_seed(0)  # the same weights in every mode, so that outputs can be compared
         net = checkpoints.build_arch(name, kwargs)
         size = fit_size(net, args.size)
         record['input_size'] = list(size)
         record['params'] = sum(p.numel() for p in net.parameters())
         record['macs'], record['macs_by_op'], record['macs_method'] = count_macs(name, kwargs, size)
         record['gmacs'] = record['macs'] / 1e9
-        net, runner, autocast, memory_format = prepare(net, mode, device)
+        photo = real_photo(size).to(device)
+        reference = None
+        if mode != 'fp32':
+            with torch.no_grad():
+                reference = last_output(net.to(device).eval()(photo)).float()
+        if mode == 'best':
+            mode, record['best_search'] = search_best(net, size, device, args, photo, reference)
+            record['mode'] = f'best={mode}'
+        net, runner, chosen = prepare(net, mode, device)
+        if reference is not None:
+            record['psnr_vs_fp32_db'] = output_psnr(runner, chosen, photo, reference, device)
         record['latency_ms'], record['peak_memory_mb'], _ = measure_forward(
-            runner, autocast, memory_format, size, device, args.warmup, args.runs)
+            runner, chosen, size, device, args.warmup, args.runs)
         if not args.no_train:
             patch = fit_size(net, args.patch or args.size)
-            record['train'] = measure_training(net, runner, autocast, memory_format, args.train_batch, patch,
-                                               device, args.warmup, args.runs)
+            record['train'] = measure_training(net, chosen, args.train_batch, patch, device, args.warmup, args.runs)
     except Exception as exc:  # one network failing must not hide the others' figures
         if isinstance(exc, torch.OutOfMemoryError):
             message = f'out of memory (lower --size/--patch/--train-batch): {str(exc).splitlines()[0]}'
@@ -268,6 +377,94 @@ def bench_one(name, kwargs, args, mode, device):
         if device.type == 'cuda':
             torch.cuda.empty_cache()
     return record
+
+
+# ------------------------------------------------------------------------------------------ data pipeline
+def load_train_dataset(opt_path):
+    """``(dataset, batch size, option file's train dataset block)`` of an option file's ``datasets.train``."""
+    import yaml
+    from basicsr.data import build_dataset
+
+    import basicsr_restore  # noqa: F401  (registers the datasets)
+    if not os.path.isfile(opt_path):
+        raise FileNotFoundError(f"--data -opt '{opt_path}' does not exist.")
+    with open(opt_path, encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    block = ((opt or {}).get('datasets') or {}).get('train')
+    if not isinstance(block, dict):
+        raise ValueError(f"'{opt_path}' has no datasets.train block: give a training option file.")
+    block = dict(block, phase='train', scale=opt.get('scale', 1))
+    return build_dataset(block), int(block.get('batch_size_per_gpu', 1)), block
+
+
+def time_samples(dataset, count):
+    """Per-sample milliseconds in this process, split into reading+decoding and the rest (cropping, flips,
+    conversion to tensors), for datasets that read through ``_read`` (this package's); else only the total."""
+    spent = [0.0]
+    original = getattr(dataset, '_read', None)
+    if original is not None:
+        def timed(*a, **k):
+            start = time.perf_counter()
+            try:
+                return original(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - start
+        dataset._read = timed
+    start = time.perf_counter()
+    try:
+        for i in range(count):
+            dataset[i % len(dataset)]
+    finally:
+        if original is not None:
+            del dataset._read
+    total = time.perf_counter() - start
+    share = 100.0 * spent[0] / total if original is not None else None
+    return {'samples': count, 'ms_per_sample': 1000.0 * total / count, 'decode_share_pct': share,
+            'augment_share_pct': None if share is None else 100.0 - share}
+
+
+def measure_data(opt_path, workers, batches, device):
+    """Throughput of the training DataLoader of ``opt_path`` as training builds it (shuffled, ``workers`` worker
+    processes, persistent, pinned memory on a GPU, prefetch 4), after one epoch-start warm-up of 2 batches."""
+    from torch.utils.data import DataLoader
+    dataset, batch, block = load_train_dataset(opt_path)
+    if len(dataset) < batch:
+        raise ValueError(f"'{opt_path}': the training set has {len(dataset)} samples, fewer than one batch ({batch}).")
+    record = {'options': opt_path, 'dataset': block.get('type'), 'samples_in_set': len(dataset), 'batch': batch,
+              'workers': workers, 'in_process': time_samples(dataset, min(len(dataset), 4 * batch))}
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers else None)
+    iterator = iter(loader)
+    for _ in range(min(2, len(loader) - 1)):
+        next(iterator)
+    done, start = 0, time.perf_counter()
+    while done < batches:
+        try:
+            next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            continue
+        done += 1
+    seconds = time.perf_counter() - start
+    rate = done * batch / seconds
+    record.update(batches=done, samples_per_s=rate, samples_per_s_per_worker=rate / max(workers, 1),
+                  batches_per_s=done / seconds)
+    return record
+
+
+def format_data(records):
+    lines = ['| option file | dataset | batch | workers | samples/s | per worker | in-process ms/sample | decode share |',
+             '|---|---|---:|---:|---:|---:|---:|---:|']
+    for r in records:
+        if r.get('error'):
+            lines.append(f"| {r['options']} | error: {r['error'][:100]} | | | | | | |")
+            continue
+        share = r['in_process']['decode_share_pct']
+        lines.append(f"| {r['options']} | {r['dataset']} | {r['batch']} | {r['workers']} | {r['samples_per_s']:.1f} | "
+                     f"{r['samples_per_s_per_worker']:.1f} | {r['in_process']['ms_per_sample']:.2f} | "
+                     f"{_fmt(share, '.0f')} % |")
+    return '\n'.join(lines)
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -282,14 +479,14 @@ def _ratio(a, b):
 def format_table(records):
     """A Markdown table of records."""
     lines = ['| network | config | mode | device | params (M) | GMACs @ size | forward ms: median (min-max) '
-             '| peak MB fwd / train | train it/s (batch x patch) | NaN-guard cost |',
-             '|---|---|---|---|---:|---:|---:|---:|---:|---:|']
+             '| peak MB fwd / train | train it/s (batch x patch) | NaN-guard cost | PSNR vs fp32 |',
+             '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in records:
         config = ', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'
         if r.get('error') and r.get('latency_ms') is None:
             lines.append(f"| {r['network']} | {config} | {r['mode']} | {r['device']} | "
                          f"{_fmt(r['params'] and r['params'] / 1e6, '.3f')} | "
-                         f"{_fmt(r['gmacs'], '.1f')} | error: {r['error'][:90]} | | | |")
+                         f"{_fmt(r['gmacs'], '.1f')} | error: {r['error'][:90]} | | | | |")
             continue
         size = 'x'.join(map(str, r['input_size']))
         lat = r['latency_ms']
@@ -297,11 +494,12 @@ def format_table(records):
         train_text = (f"{train['it_per_s']:.3g} ({train['batch']}x{'x'.join(map(str, train['patch']))})"
                       if train else ('error: ' + r['error'][:60] if r.get('error') else 'skipped'))
         memory = f"{_fmt(r['peak_memory_mb'], '.0f')} / {_fmt(train and train['peak_memory_mb'], '.0f')}"
+        psnr = _fmt(r.get('psnr_vs_fp32_db'), '.1f', '-') + (' dB' if r.get('psnr_vs_fp32_db') else '')
         guard = _fmt(train and train.get('nan_guard_cost_pct'), '+.1f') + (' %' if train and
                                                                           'nan_guard_cost_pct' in train else '')
         lines.append(f"| {r['network']} | {config} | {r['mode']} | {r['device']} | {r['params'] / 1e6:.3f} | "
                      f"{r['gmacs']:.2f} @ {size} | {lat['median']:.1f} ({lat['min']:.1f}-{lat['max']:.1f}) | "
-                     f"{memory} | {train_text} | {guard} |")
+                     f"{memory} | {train_text} | {guard} | {psnr} |")
     return '\n'.join(lines)
 
 
@@ -313,8 +511,9 @@ def format_ratios(base, other, base_label, other_label):
     """Markdown table comparing two result sets network by network (matched by network and config)."""
     index = {_key(r): r for r in other}
     lines = [f'**{other_label} vs {base_label}**', '',
-             f'| network | forward ms {base_label} | forward ms {other_label} | speed-up | train it/s {base_label} '
-             f'| train it/s {other_label} | ratio | peak MB ratio |', '|---|---:|---:|---:|---:|---:|---:|---:|']
+             f'| network | forward ms {base_label} | forward ms {other_label} | forward: x faster than {base_label} '
+             f'| train it/s {base_label} | train it/s {other_label} | training: x faster than {base_label} '
+             f'| peak MB: x of {base_label} |', '|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in base:
         o = index.get(_key(r))
         if o is None:
@@ -326,6 +525,18 @@ def format_ratios(base, other, base_label, other_label):
         lines.append(f"| {r['network']} | {_fmt(la, '.1f')} | {_fmt(lb, '.1f')} | {_ratio(la, lb)} | "
                      f"{_fmt(ta, '.3g')} | {_fmt(tb, '.3g')} | {_ratio(tb, ta)} | {_ratio(mb, ma)} |")
     return '\n'.join(lines)
+
+
+def mismatches(base, other):
+    """Warnings for comparisons of runs on different devices, thread counts or torch versions."""
+    warnings = []
+    for field in ('device_name', 'threads', 'torch'):
+        a = sorted({str(r.get(field)) for r in base})
+        b = sorted({str(r.get(field)) for r in other})
+        if a != b:
+            warnings.append(f"WARNING: the compared runs differ in {field}: {', '.join(a)} vs {', '.join(b)}; the ratios "
+                            'mix machines, not only modes.')
+    return warnings
 
 
 def load_results(path):
@@ -342,13 +553,16 @@ def load_results(path):
     return data['records']
 
 
-def save_results(path, records, overwrite):
+def save_results(path, records, overwrite, data=None):
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"--json '{path}' exists; pass --overwrite or choose another file.")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.partial{os.getpid()}'
+    content = {'format': FORMAT, 'records': records}
+    if data is not None:
+        content['data'] = data
     with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump({'format': FORMAT, 'records': records}, f, indent=1)
+        json.dump(content, f, indent=1)
     os.replace(tmp, path)
 
 
@@ -364,7 +578,102 @@ def measure(args, mode, device, todo):
     return records
 
 
+#: ``--suite`` settings per device type: inference size, training patch and batch, warm-up and timed runs
+SUITE = {'cuda': {'size': '720x1280', 'patch': '256', 'train_batch': 8, 'warmup': 3, 'runs': 10},
+         'cpu': {'size': '128', 'patch': '64', 'train_batch': 2, 'warmup': 1, 'runs': 3}}
+#: configurations measured by ``--suite`` besides every network's defaults
+SUITE_EXTRA = [('IRNeXt', {'num_res': 14, 'low_pass': 'local'})]
+
+
+def suite_recipes(given):
+    """``(runnable, skipped)`` training option files for the data measurement: ``given``, or every shipped
+    training and demo recipe whose training data exist here."""
+    import yaml
+    files = given or sorted(glob.glob(os.path.join('options', 'train', '*', '*.yml')) +
+                            glob.glob(os.path.join('options', 'demo', '*.yml')))
+    runnable, skipped = [], []
+    for path in files:
+        with open(path, encoding='utf-8') as f:
+            block = ((yaml.safe_load(f) or {}).get('datasets') or {}).get('train') or {}
+        root = block.get('dataroot_gt')
+        (runnable if root and os.path.exists(root) else skipped).append((path, root))
+    return runnable, skipped
+
+
+def run_suite(args):
+    """Every network x {fp32, best}, inference and training, and the data pipeline of the recipes: one
+    Markdown report and one JSON file."""
+    device = pick_device(args.device)
+    settings = SUITE['cuda' if device.type == 'cuda' else 'cpu']
+    args.size, args.patch = parse_size(settings['size']), parse_size(settings['patch'])
+    args.train_batch, args.warmup, args.runs, args.no_train = (settings['train_batch'], settings['warmup'],
+                                                              settings['runs'], False)
+    import basicsr_restore  # noqa: F401
+    from basicsr_restore.register import OURS
+    todo = [(name, {}) for name in OURS['arch']] + SUITE_EXTRA
+    base, best = measure(args, 'fp32', device, todo), measure(args, 'best', device, todo)
+    runnable, skipped = suite_recipes(args.data_opt)
+    data = []
+    for path, _ in runnable:
+        try:
+            data.append(measure_data(path, args.workers, args.batches, device))
+        except Exception as exc:
+            data.append({'options': path, 'error': f'{type(exc).__name__}: {str(exc).strip()[:200]}'})
+    lines = [f"# basicsr-restore bench --suite ({datetime.datetime.now().isoformat(timespec='seconds')})", '',
+             f'Device: {device_name(device)}; torch {torch.__version__}; inference {settings["size"]} batch 1, training '
+             f'batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, L1, backward, '
+             'Adam, NaN guard, EMA).', '', f'MACs: {MACS_METHOD}.', '', '## fp32 eager', '', format_table(base), '',
+             '## best mode (fastest candidate that keeps the accuracy bar)', '', format_table(best), '',
+             format_ratios(base, best, 'fp32', 'best'), '']
+    lines += ['## data pipeline', '', f'{args.workers} worker(s), {args.batches} batches after a warm-up of 2.', '']
+    if data:
+        lines += [format_data(data), '']
+        rates = {r['network']: r['train']['it_per_s'] * r['train']['batch'] for r in best
+                 if r.get('train') and not r['config']}
+        for r in data:
+            network = network_of(r['options'])
+            if not r.get('error') and network in rates:
+                lines.append(f"- {r['options']}: the loader delivers {r['samples_per_s'] / rates[network]:.1f}x the "
+                             f"samples/s that {network} trains on in its best mode ({rates[network]:.1f} samples/s).")
+        lines.append('')
+    for path, root in skipped:
+        lines.append(f'- skipped {path}: its training data {root} are not prepared here.')
+    report = '\n'.join(lines) + '\n'
+    json_path = args.json or 'bench-suite.json'
+    if os.path.exists(json_path) and not args.overwrite:
+        raise FileExistsError(f"'{json_path}' exists; pass --overwrite or choose another --json file.")
+    save_results(json_path, base + best, True, data=data)
+    md_path = os.path.splitext(json_path)[0] + '.md'
+    with open(md_path, 'w', encoding='utf-8') as f:
+        f.write(report)
+    print(report)
+    print(f'results: {json_path}, {md_path}')
+    failed = [r for r in base + best + data if r.get('error')]
+    return 1 if failed else 0
+
+
+def network_of(opt_path):
+    import yaml
+    with open(opt_path, encoding='utf-8') as f:
+        return ((yaml.safe_load(f) or {}).get('network_g') or {}).get('type')
+
+
+def run_data(args):
+    if not args.opt:
+        raise ValueError('--data needs -opt TRAIN_OPTIONS.yml (its datasets.train is measured).')
+    record = measure_data(args.opt, args.workers, args.batches, pick_device(args.device))
+    print(format_data([record]))
+    if args.json:
+        save_results(args.json, [], args.overwrite, data=[record])
+        print(f'results: {args.json}')
+    return 0
+
+
 def run(args):
+    if args.suite:
+        return run_suite(args)
+    if args.data:
+        return run_data(args)
     args.size = parse_size(args.size)
     args.patch = parse_size(args.patch) if args.patch else None
     for flag in ('warmup', 'runs', 'train_batch'):
@@ -402,6 +711,8 @@ def run(args):
             print(format_table(other).split('\n', 2)[2])
         print()
         print(format_ratios(base, other, base_label, other_label))
+        for line in mismatches(base, other):
+            print(line, file=sys.stderr)
     if args.json:
         save_results(args.json, base + (other if vs_mode else []), args.overwrite)
         print(f'results: {args.json}')
@@ -422,7 +733,17 @@ def add_arguments(p):
     p.add_argument('--no-train', action='store_true', help='skip the training measurement')
     p.add_argument('--warmup', type=int, default=3, help='untimed runs first (default 3; compile happens here)')
     p.add_argument('--runs', type=int, default=10, help='timed runs (default 10)')
-    p.add_argument('--mode', default='fp32', help='fp32, bf16, channels_last, compile, or a combination with +')
+    p.add_argument('--mode', default='fp32', help=f"{', '.join(MODE_FLAGS)}, a combination with + "
+                                                  '(bf16+channels_last+compile), or best')
+    p.add_argument('--suite', action='store_true', help='every network x {fp32, best}, inference and training, and '
+                   'the data pipeline of the recipes: a Markdown report and a JSON file (--json, default '
+                   'bench-suite.json)')
+    p.add_argument('--data', action='store_true', help='measure the training DataLoader of -opt (samples/s, per '
+                                                       'worker, decode share)')
+    p.add_argument('--data-opt', nargs='+', metavar='FILE', help='--suite: the recipes whose data pipeline is measured '
+                                                                 '(default: every shipped recipe with its data here)')
+    p.add_argument('--workers', type=int, default=2, help='--data/--suite: DataLoader worker processes (default 2)')
+    p.add_argument('--batches', type=int, default=20, help='--data/--suite: timed batches (default 20)')
     p.add_argument('--vs', metavar='MODE_OR_FILE', help='a second mode to run, or a results JSON to compare with')
     p.add_argument('--load', metavar='FILE', help='read results from FILE instead of running (with --vs FILE2)')
     p.add_argument('--device', default='auto', help='cpu, cuda or cuda:N (default: cuda when available)')

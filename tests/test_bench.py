@@ -15,7 +15,8 @@ TINY = ['--arch', 'IRNeXt', '--size', '64', '--warmup', '1', '--runs', '2', '--a
         'base_channel=8']
 RECORD_FIELDS = {'network', 'config', 'config_text', 'mode', 'device', 'device_name', 'torch', 'threads',
                  'requested_size', 'input_size', 'params', 'macs', 'gmacs', 'macs_by_op', 'macs_method',
-                 'latency_ms', 'timer', 'warmup', 'peak_memory_mb', 'memory_method', 'train', 'error', 'date'}
+                 'latency_ms', 'timer', 'warmup', 'peak_memory_mb', 'memory_method', 'train', 'psnr_vs_fp32_db',
+                 'best_search', 'error', 'date'}
 
 
 def cli(capsys, *args):
@@ -68,7 +69,7 @@ def test_vs_mode_runs_both_and_prints_the_ratio(tmp_path, capsys):
     path = tmp_path / 'vs.json'
     rc, out, err = cli(capsys, 'bench', '--no-train', '--vs', 'bf16+channels_last', '--json', path, *TINY)
     assert rc == 0, err
-    assert '**bf16+channels_last vs fp32**' in out and 'speed-up' in out
+    assert '**bf16+channels_last vs fp32**' in out and 'forward: x faster than fp32' in out
     modes = [r['mode'] for r in json.loads(path.read_text())['records']]
     assert modes == ['fp32', 'bf16+channels_last']
 

@@ -172,3 +172,37 @@ def test_wrong_channel_count(tmp_path):
 def test_missing_gt_size_in_training(lmdb_pair):
     with pytest.raises(ValueError, match='option gt_size'):
         dataset(*lmdb_pair, phase='train')
+
+
+@pytest.mark.parametrize('bits', [8, 16])
+def test_patches_cut_before_the_float_conversion_are_bit_identical_to_converting_first(tmp_path, bits):
+    """The pipeline crops and flips integer pixels and converts only the patch; a sample must hold exactly the
+    numbers of the straightforward order (convert the whole image, then crop, flip and rotate)."""
+    import random
+
+    import torch
+    from basicsr.data.transforms import augment
+    from basicsr.utils import img2tensor
+
+    from basicsr_restore.data.paired_dataset import to_float
+    top = 255 if bits == 8 else 65535
+    dtype = np.uint8 if bits == 8 else np.uint16
+    gts = {f'p{i}.png': photo((40, 52), seed=i, dtype=dtype) for i in range(3)}
+    write_folder(tmp_path / 'gt', gts)
+    write_folder(tmp_path / 'lq', {k: (v.astype(np.int64) * 7 // 8).astype(dtype) for k, v in gts.items()})
+    ds = dataset(tmp_path / 'gt', tmp_path / 'lq', phase='train', gt_size=24, use_hflip=True, use_rot=True)
+
+    def converted_first(index):
+        key = ds.keys[index]
+        (gt, _), (lq, _) = ds._read('gt', key), ds._read('lq', key)
+        gt, lq = ds._random_crop(to_float(gt, 'gt'), to_float(lq, 'lq'), key)
+        return img2tensor(augment([gt, lq], ds.hflip, ds.rot), bgr2rgb=True, float32=True)
+
+    for seed in range(12):
+        random.seed(seed)
+        sample = ds[seed % 3]
+        random.seed(seed)
+        gt, lq = converted_first(seed % 3)
+        assert torch.equal(sample['gt'], gt) and torch.equal(sample['lq'], lq)
+        assert sample['gt'].dtype == torch.float32 and sample['gt'].max() <= 1.0
+    assert as_uint(ds[0]['gt'], top).max() <= top

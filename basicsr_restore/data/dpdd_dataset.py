@@ -22,7 +22,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 
 from basicsr_restore.data.lmdb_io import read_meta_info
-from basicsr_restore.data.paired_dataset import PairedRestorationDataset, centre_crop, list_images
+from basicsr_restore.data.paired_dataset import PairedRestorationDataset, centre_crop, list_images, to_float
 from basicsr_restore.register import register
 
 
@@ -81,13 +81,14 @@ class DualPixelDefocusDataset(PairedRestorationDataset):
     def _read(self, kind, key):
         if kind == 'lqR' and self.backend != 'lmdb':
             path = self.right_paths[key]
+            where = f"{self.where}: lqR image '{path}'"
             with open(path, 'rb') as f:
-                return self._decode(f.read(), f"{self.where}: lqR image '{path}'")
+                return self._decode(f.read(), where), where
         return super()._read(kind, key)
 
     def __getitem__(self, index):
         key = self.keys[index]
-        gt, left, right = self._read('gt', key), self._read('lq', key), self._read('lqR', key)
+        (gt, gt_where), (left, left_where), (right, right_where) = (self._read(kind, key) for kind in ('gt', 'lq', 'lqR'))
         shapes = {'gt': gt.shape, 'lqL': left.shape, 'lqR': right.shape}
         if len({s[:2] for s in shapes.values()}) != 1:
             raise ValueError(f'{self.where}: image {key!r}: the target and the two views differ in size {shapes}; '
@@ -97,6 +98,7 @@ class DualPixelDefocusDataset(PairedRestorationDataset):
             gt, left, right = augment([gt, left, right], self.hflip, self.rot)
         elif self.val_crop_size:
             gt, left, right = centre_crop([gt, left, right], self.val_crop_size)
+        gt, left, right = to_float(gt, gt_where), to_float(left, left_where), to_float(right, right_where)
         gt, left, right = img2tensor([gt, left, right], bgr2rgb=self.channels == 3, float32=True)
         path = key if self.backend == 'lmdb' else self.paths[key][1]
         return {'lq': torch.cat([left, right], 0), 'gt': gt, 'lq_path': path,

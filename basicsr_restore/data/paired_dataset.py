@@ -16,7 +16,9 @@ Options (``datasets.<phase>``), a superset of basicsr's PairedImageDataset:
 * ``meta_info_file``: a text file listing the keys to use (first word of each line, ``.png`` optional), e.g.
   the ``indoor.txt`` / ``outdoor.txt`` subsets of DPDD's test set; default: every pair.
 
-Images are decoded unchanged: uint8 is divided by 255, uint16 by 65535 (16-bit data stays 16-bit).
+Images are decoded unchanged: uint8 is divided by 255, uint16 by 65535 (16-bit data stays 16-bit). Training patches
+are cut and flipped while the pixels are still integers, and only the patch is converted to float (the same
+numbers as converting the whole image first, without converting what the crop throws away).
 Any problem with the data raises one error naming the dataset, the image key and the option to fix.
 """
 import os
@@ -220,14 +222,17 @@ class PairedRestorationDataset(data.Dataset):
             where = f"{self.where}: {kind} image '{path}'"
             with open(path, 'rb') as f:
                 buf = f.read()
-        return self._decode(buf, where)
+        return self._decode(buf, where), where
 
     def _decode(self, buf, where):
-        """Stored bytes -> float32 HxWxC in [0, 1] (``bit_depth`` applied, channels checked)."""
+        """Stored bytes -> uint8/uint16 HxWxC (``bit_depth`` applied, channels checked)."""
         img = decode_image(buf, where)
         if self.bit_depth == 8 and img.dtype == np.uint16:
             img = (img >> 8).astype(np.uint8)
-        img = to_float(img, where)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if img.dtype not in _SCALES:
+            raise ValueError(f'{where}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
         if img.shape[2] != self.channels:
             raise ValueError(f'{where} has {img.shape[2]} channels, the dataset expects {self.channels} '
                              '(option channels). Convert the images or set the option.')
@@ -235,7 +240,7 @@ class PairedRestorationDataset(data.Dataset):
 
     def __getitem__(self, index):
         key = self.keys[index]
-        gt, lq = self._read('gt', key), self._read('lq', key)
+        (gt, gt_where), (lq, lq_where) = self._read('gt', key), self._read('lq', key)
         lh, lw = lq.shape[:2]
         if gt.shape[:2] != (lh * self.scale, lw * self.scale):
             raise ValueError(f'{self.where}: image {key!r}: GT is {gt.shape[0]}x{gt.shape[1]} but LQ is {lh}x{lw} '
@@ -245,6 +250,7 @@ class PairedRestorationDataset(data.Dataset):
             gt, lq = augment([gt, lq], self.hflip, self.rot)
         elif self.val_crop_size:
             gt, lq = centre_crop([gt, lq], self.val_crop_size, self.scale)
+        gt, lq = to_float(gt, gt_where), to_float(lq, lq_where)
         gt, lq = img2tensor([gt, lq], bgr2rgb=self.channels == 3, float32=True)
         path = key if self.backend == 'lmdb' else self.paths[key][1]
         return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': key if self.backend == 'lmdb' else self.paths[key][0]}
