@@ -1,4 +1,4 @@
-# make install | make demo | make test   (Python 3.11; torch and torchvision come from pip, basicsr 1.4.2 is
+# make install | make demo | make test | make bench   (Python 3.11; torch and torchvision come from pip, basicsr 1.4.2 is
 # built without build isolation so that pip does not pull torch into a build environment)
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.basicsr-restore-installed
 DEMO   := options/demo/IRNeXt_demo.yml
 
-.PHONY: install demo test doctor clean-demo
+.PHONY: install demo test bench doctor clean-demo
 
 install: $(STAMP)
 
@@ -24,7 +24,10 @@ demo: install
 	$(BIN)/basicsr-restore report -opt $(DEMO)
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
+
+bench: install
+	$(BIN)/basicsr-restore bench --suite --json bench/suite.json --overwrite
 
 doctor: install
 	$(BIN)/basicsr-restore doctor

@@ -454,7 +454,8 @@ def measure_data(opt_path, workers, batches, device):
 
 
 def format_data(records):
-    lines = ['| option file | dataset | batch | workers | samples/s | per worker | in-process ms/sample | decode share |',
+    lines = ['| option file | dataset | batch | workers | samples/s | per worker | in-process ms/sample '
+             '| decode share |',
              '|---|---|---:|---:|---:|---:|---:|---:|']
     for r in records:
         if r.get('error'):
@@ -534,8 +535,8 @@ def mismatches(base, other):
         a = sorted({str(r.get(field)) for r in base})
         b = sorted({str(r.get(field)) for r in other})
         if a != b:
-            warnings.append(f"WARNING: the compared runs differ in {field}: {', '.join(a)} vs {', '.join(b)}; the ratios "
-                            'mix machines, not only modes.')
+            warnings.append(f"WARNING: the compared runs differ in {field}: {', '.join(a)} vs {', '.join(b)}; "
+                            'the ratios mix machines, not only modes.')
     return warnings
 
 
@@ -620,9 +621,10 @@ def run_suite(args):
         except Exception as exc:
             data.append({'options': path, 'error': f'{type(exc).__name__}: {str(exc).strip()[:200]}'})
     lines = [f"# basicsr-restore bench --suite ({datetime.datetime.now().isoformat(timespec='seconds')})", '',
-             f'Device: {device_name(device)}; torch {torch.__version__}; inference {settings["size"]} batch 1, training '
-             f'batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, L1, backward, '
-             'Adam, NaN guard, EMA).', '', f'MACs: {MACS_METHOD}.', '', '## fp32 eager', '', format_table(base), '',
+             f'Device: {device_name(device)}; torch {torch.__version__}; inference {settings["size"]} batch 1, '
+             f'training batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, L1, '
+             'backward, Adam, NaN guard, EMA).', '', f'MACs: {MACS_METHOD}.', '',
+             '## fp32 eager', '', format_table(base), '',
              '## best mode (fastest candidate that keeps the accuracy bar)', '', format_table(best), '',
              format_ratios(base, best, 'fp32', 'best'), '']
     lines += ['## data pipeline', '', f'{args.workers} worker(s), {args.batches} batches after a warm-up of 2.', '']

@@ -428,7 +428,8 @@ def run(args):
     if restorer.tile and restorer.tile != args.tile:
         mode += f', --tile {args.tile} rounded to the multiple {getattr(net, "pad_multiple", 1)}'
     print(line)
-    print(f'{len(jobs)} image(s) -> {args.output}: {device}, {speed.describe()}, {mode}{", x8 TTA" if args.tta else ""}')
+    tta = ', x8 TTA' if args.tta else ''
+    print(f'{len(jobs)} image(s) -> {args.output}: {device}, {speed.describe()}, {mode}{tta}')
     os.makedirs(args.output, exist_ok=True)
     if args.compare:
         os.makedirs(os.path.join(args.output, 'compare'), exist_ok=True)

@@ -111,7 +111,7 @@ def _speed(opt, problems):
     from basicsr_restore import speed
     block = opt.get('speed')
     if isinstance(block, dict):
-        problems.keys(block, set(speed.KEYS), 'speed', 'basicsr_restore.speed')
+        problems.keys(block, set(speed.KEYS), 'speed', 'the speed switches (docs/speed.md)')
         block = {k: v for k, v in block.items() if k in speed.KEYS}
     try:
         speed.parse(block)

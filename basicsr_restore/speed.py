@@ -63,7 +63,7 @@ class Speed:
         """``'bf16+channels_last+compile'`` style name (``fp32`` when nothing is on)."""
         parts = [self.amp] if self.amp else []
         parts += ['channels_last'] if self.channels_last else []
-        parts += ([f'compile' if self.compile == 'default' else f'compile:{self.compile}'] if self.compile else [])
+        parts += (['compile' if self.compile == 'default' else f'compile:{self.compile}'] if self.compile else [])
         parts += ['cudnn_benchmark'] if self.cudnn_benchmark else []
         parts += ['tf32'] if self.tf32 else []
         parts += ['checkpoint'] if self.checkpoint else []

@@ -81,3 +81,37 @@ def test_bad_arguments(capsys):
     assert rc == 2 and 'not registered' in err
     rc, _, err = cli(capsys, 'bench', *TINY[:-2], 'num_res=1', 'no_such_arg=3')
     assert rc == 2 and "unexpected keyword argument 'no_such_arg'" in err
+
+
+def test_best_mode_keeps_the_accuracy_bar_and_says_what_it_tried(tmp_path, capsys):
+    path = tmp_path / 'best.json'
+    rc, out, err = cli(capsys, 'bench', '--no-train', '--mode', 'best', '--json', path, *TINY)
+    assert rc == 0, err
+    r = json.loads(path.read_text())['records'][0]
+    tried = [t['mode'] for t in r['best_search']]
+    assert tried[-2:] == ['channels_last', 'fp32'] and r['mode'] == f"best={r['mode'][5:]}" and r['mode'][5:] in tried
+    assert r['psnr_vs_fp32_db'] >= 45 and all(t['meets_bar'] for t in r['best_search'] if 'error' not in t)
+    assert f"| {r['mode']} | cpu |" in out
+
+
+def test_data_pipeline_of_a_recipe_and_warnings_for_runs_of_different_machines(tmp_path, capsys, small_pairs):
+    from conftest import tiny_train_options, write_options
+    opt = write_options(tmp_path / 'train.yml', tiny_train_options(small_pairs, 'data', 2))
+    path = tmp_path / 'data.json'
+    rc, out, err = cli(capsys, 'bench', '--data', '-opt', opt, '--workers', '0', '--batches', '6', '--json', path)
+    assert rc == 0, err
+    r = json.loads(path.read_text())['data'][0]
+    assert (r['batch'], r['workers'], r['batches'], r['samples_in_set']) == (2, 0, 6, 10)
+    assert r['samples_per_s'] == pytest.approx(r['batches_per_s'] * 2) and r['samples_per_s'] > 0
+    assert 0 < r['in_process']['decode_share_pct'] < 100
+    assert '| PairedRestorationDataset | 2 | 0 |' in out
+    rc, _, err = cli(capsys, 'bench', '--data', '-opt', tmp_path / 'none.yml')
+    assert rc == 2 and 'does not exist' in err
+    # two result files from different thread counts: the comparison says so
+    a, b = tmp_path / 'a.json', tmp_path / 'b.json'
+    assert cli(capsys, 'bench', '--no-train', '--json', a, *TINY)[0] == 0
+    data = json.loads(a.read_text())
+    data['records'][0]['threads'] += 6
+    b.write_text(json.dumps(data))
+    rc, _, err = cli(capsys, 'bench', '--load', a, '--vs', b)
+    assert rc == 0 and 'differ in threads' in err

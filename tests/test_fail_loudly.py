@@ -50,7 +50,8 @@ def test_every_unknown_key_type_and_argument_is_named_with_the_closest_valid_one
                      "train.pixel_opt.type: 'L1loss' is not a registered loss; did you mean 'L1Loss'?",
                      "path.pretrain_netwrok_g: unknown key, not read by RestorationModel; did you mean "
                      "'pretrain_network_g'?",
-                     'speed.bf16: unknown key, not read by RestorationModel; valid: none in this version.',
+                     'speed.bf16: unknown key, not read by the speed switches (docs/speed.md); valid: amp, '
+                     'channels_last, checkpoint, compile, cudnn_benchmark, dynamic, tf32.',
                      'allow_unknown_keys: true'):
         assert expected in text, expected
     opt['allow_unknown_keys'] = True  # the switch for users with their own extensions: keys pass, names do not

@@ -88,7 +88,7 @@ class DualPixelDefocusDataset(PairedRestorationDataset):
 
     def __getitem__(self, index):
         key = self.keys[index]
-        (gt, gt_where), (left, left_where), (right, right_where) = (self._read(kind, key) for kind in ('gt', 'lq', 'lqR'))
+        (gt, gt_where), (left, left_where), (right, right_where) = (self._read(k, key) for k in ('gt', 'lq', 'lqR'))
         shapes = {'gt': gt.shape, 'lqL': left.shape, 'lqR': right.shape}
         if len({s[:2] for s in shapes.values()}) != 1:
             raise ValueError(f'{self.where}: image {key!r}: the target and the two views differ in size {shapes}; '
