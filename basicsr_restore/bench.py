@@ -15,10 +15,13 @@ or ``--arch NAME [--arch-args ...]``, or an option file's ``network_g``):
   ones; median, min, max, inter-quartile range. GPU: CUDA events; CPU: ``time.perf_counter``;
 * **peak memory**: GPU: ``torch.cuda.max_memory_allocated`` during the forward runs and during training
   (weights included). CPU: not measured (``null``), torch has no allocator statistics there;
-* **training**: iterations per second of forward + L1 loss on the last output + backward + Adam step, at
+* **training**: iterations per second of the whole step as RestorationModel takes it: forward, every loss of the
+  recipe on every output (an option file's ``train.*_opt``; with ``--arch`` or the registry: the shipped recipe of
+  the network, :data:`RECIPES`; L1 on every output when there is none), backward, Adam step, EMA update, at
   ``--train-batch`` random patches of ``--patch`` x ``--patch`` pixels, with RestorationModel's NaN guard (as
   training runs); the same steps without it are timed in between, and the table shows the guard's cost
-  (median step time with / without, in %).
+  (median step time with / without, in %). A VGG19 file that a recipe names but that is not here is replaced by an
+  untrained VGG19 of the same cost (the record says so).
 
 * **accuracy**: for every mode but fp32, PSNR of the mode's output against fp32 eager on a real photo (scikit-image's
   astronaut, resized to the input size), same weights (``psnr_vs_fp32_db``).
@@ -42,13 +45,16 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from basicsr_restore import checkpoints, speed
 
 MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
               'cudnn_benchmark', 'tf32')
 COMPILE_FLAGS = {'compile': 'default', 'max-autotune': 'max-autotune', 'reduce-overhead': 'reduce-overhead'}
+#: the shipped training recipe whose losses ``bench`` uses for a network given without an option file
+RECIPES = {'IRNeXt': 'options/train/GoPro/IRNeXt.yml', 'ChaIR': 'options/train/GoPro/ChaIR.yml',
+           'DRCNet': 'options/train/GoPro/DRCNet.yml', 'EIRN': 'options/train/GoPro/EIRN.yml',
+           'MIRNet': 'options/train/SIDD/MIRNet.yml'}
 #: the accuracy bar of ``--mode best``: PSNR (dB) of the output against fp32 eager, per device type
 ACCURACY_DB = {'cuda': 50.0, 'cpu': 45.0}
 #: what ``--mode best`` tries, per device type (bf16 on the CPU only where oneDNN has native bf16 kernels)
@@ -241,13 +247,41 @@ def measure_forward(runner, chosen, size, device, warmup, runs):
     return spread(times), peak, timer.method
 
 
-def measure_training(net, chosen, batch, patch, device, warmup, runs):
+def recipe_losses(opt_path, name, device):
+    """``(losses, description)``: the ``train.*_opt`` losses of ``opt_path`` (or of the network's shipped recipe),
+    or L1 when there is no recipe."""
+    import yaml
+
+    from basicsr_restore.models.restoration_model import build_losses
+    specs, path = {}, None
+    for path in (opt_path, RECIPES.get(name)):
+        if path and os.path.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                train = (yaml.safe_load(f) or {}).get('train') or {}
+            specs = {k: dict(v) for k, v in train.items() if k.endswith('_opt') and isinstance(v, dict) and 'type' in v}
+            if specs:
+                break
+    if not specs:
+        missing = f' (no recipe found: {RECIPES[name]} is relative to the project folder)' if name in RECIPES else ''
+        return build_losses({'pixel_opt': {'type': 'L1Loss'}}, device), f'L1 on every output{missing}'
+    notes = []
+    for key, spec in specs.items():
+        weights = spec.get('vgg_weights')
+        if weights and weights != 'random' and not os.path.isfile(weights):
+            spec['vgg_weights'] = 'random'
+            notes.append(f'{key}: untrained VGG19 ({weights} not here; same cost)')
+    text = ' + '.join(f"{spec['type']}" for spec in specs.values()) + f' on every output ({path})'
+    return build_losses(specs, device), text + (f"; {'; '.join(notes)}" if notes else '')
+
+
+def measure_training(net, chosen, batch, patch, device, warmup, runs, losses, loss_text):
     """Training steps as RestorationModel takes them (speed switches, GradScaler for fp16, NaN guard: buffer
     snapshot, finite check of the loss and gradient norm, see ``models/step_guard.py``; EMA update), and the same
     steps without the guard, interleaved so that both see the same machine; ``nan_guard_cost_pct`` is what the
     guard costs."""
     import copy
 
+    from basicsr_restore.models.restoration_model import as_list, compute_losses
     from basicsr_restore.models.step_guard import StepGuard
     timer = Timer(device)
     net.train()
@@ -266,13 +300,14 @@ def measure_training(net, chosen, batch, patch, device, warmup, runs):
             guard.snapshot()
         optimizer.zero_grad(set_to_none=True)
         with speed.autocast(chosen, device):
-            loss = F.l1_loss(last_output(runner(x)).float(), target)
+            outputs = [out.float() for out in as_list(runner(x))]
+            loss, terms = compute_losses(losses, outputs, target, x)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if not guarded or guard.verdict({'l1': loss}, guard.grad_norm(params)).ok:
+        if not guarded or guard.verdict(terms, guard.grad_norm(params)).ok:
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -298,7 +333,7 @@ def measure_training(net, chosen, batch, patch, device, warmup, runs):
     return {'batch': batch, 'patch': list(patch), 'it_per_s': rate, 'step_ms': spread(guarded),
             'it_per_s_without_nan_guard': plain_rate, 'step_ms_without_nan_guard': spread(plain),
             'nan_guard_cost_pct': 100.0 * (statistics.median(guarded) / statistics.median(plain) - 1.0),
-            'peak_memory_mb': peak, 'loss': 'L1 on the last output', 'optimizer': 'Adam', 'ema': True}
+            'peak_memory_mb': peak, 'loss': loss_text, 'optimizer': 'Adam', 'ema': True}
 
 
 def output_psnr(runner, chosen, photo, reference, device):
@@ -365,7 +400,9 @@ def bench_one(name, kwargs, args, mode, device):
             runner, chosen, size, device, args.warmup, args.runs)
         if not args.no_train:
             patch = fit_size(net, args.patch or args.size)
-            record['train'] = measure_training(net, chosen, args.train_batch, patch, device, args.warmup, args.runs)
+            losses, loss_text = recipe_losses(args.opt, name, device)
+            record['train'] = measure_training(net, chosen, args.train_batch, patch, device, args.warmup, args.runs,
+                                               losses, loss_text)
     except Exception as exc:  # one network failing must not hide the others' figures
         if isinstance(exc, torch.OutOfMemoryError):
             message = f'out of memory (lower --size/--patch/--train-batch): {str(exc).splitlines()[0]}'
@@ -622,8 +659,8 @@ def run_suite(args):
             data.append({'options': path, 'error': f'{type(exc).__name__}: {str(exc).strip()[:200]}'})
     lines = [f"# basicsr-restore bench --suite ({datetime.datetime.now().isoformat(timespec='seconds')})", '',
              f'Device: {device_name(device)}; torch {torch.__version__}; inference {settings["size"]} batch 1, '
-             f'training batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, L1, '
-             'backward, Adam, NaN guard, EMA).', '', f'MACs: {MACS_METHOD}.', '',
+             f'training batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, the '
+             'losses of the shipped recipe, backward, Adam, NaN guard, EMA).', '', f'MACs: {MACS_METHOD}.', '',
              '## fp32 eager', '', format_table(base), '',
              '## best mode (fastest candidate that keeps the accuracy bar)', '', format_table(best), '',
              format_ratios(base, best, 'fp32', 'best'), '']

@@ -52,7 +52,8 @@ def test_one_small_case_has_every_field(tmp_path, capsys):
     assert r['timer'] == 'time.perf_counter'
     train = r['train']
     assert train['batch'] == 2 and train['patch'] == [64, 64] and train['it_per_s'] > 0
-    assert train['loss'] == 'L1 on the last output' and train['optimizer'] == 'Adam'
+    assert train['loss'] == 'L1Loss + FFTLoss on every output (options/train/GoPro/IRNeXt.yml)'  # the recipe's
+    assert train['optimizer'] == 'Adam' and train['ema'] is True
     # the NaN guard's cost is measured on the same steps (BatchNorm buffers of IRNeXt are snapshotted)
     assert train['it_per_s_without_nan_guard'] > 0 and train['step_ms_without_nan_guard']['runs'] == 2
     assert train['nan_guard_cost_pct'] == pytest.approx(

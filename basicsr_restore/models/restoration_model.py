@@ -65,6 +65,35 @@ def resize_like(img, ref):
     return F.interpolate(img, size=ref.shape[-2:], mode='bilinear', align_corners=False)
 
 
+def build_losses(train_opt, device):
+    """``{'l_<name>': loss}`` of every ``train.<name>_opt`` with a ``type`` (the recipe's losses)."""
+    losses = OrderedDict()
+    for key, spec in train_opt.items():
+        if key.endswith('_opt') and isinstance(spec, dict) and 'type' in spec:
+            losses[f'l_{key[:-4]}'] = build_loss(copy.deepcopy(spec)).to(device)
+    return losses
+
+
+def compute_losses(losses, outputs, gt, lq):
+    """``(total, {term: value})`` of every loss over every output, against ``gt`` (and ``lq`` for the losses that
+    declare ``needs_lq``) resized to each output's size."""
+    total = 0
+    loss_dict = OrderedDict()
+    for name, criterion in losses.items():
+        value = 0
+        for out in outputs:
+            args = [out, resize_like(gt, out)]
+            if getattr(criterion, 'needs_lq', False):
+                args.append(resize_like(lq, out))
+            result = criterion(*args)
+            if isinstance(result, tuple):  # PerceptualLoss returns (perceptual, style), either may be None
+                result = sum(r for r in result if r is not None)
+            value = value + result
+        loss_dict[name] = value
+        total = total + value
+    return total, loss_dict
+
+
 class MissingTestSet(torch.utils.data.Dataset):
     """Stands in for a test set whose files are missing, so ``basicsr.test`` scores the others."""
 
@@ -249,10 +278,7 @@ class RestorationModel(SRModel):
             for p in self.net_g_ema.parameters():
                 p.requires_grad_(False)
 
-        self.losses = OrderedDict()
-        for key, spec in train_opt.items():
-            if key.endswith('_opt') and isinstance(spec, dict) and 'type' in spec:
-                self.losses[f'l_{key[:-4]}'] = build_loss(copy.deepcopy(spec)).to(self.device)
+        self.losses = build_losses(train_opt, self.device)
         if not self.losses:
             raise ValueError('train: no loss is configured. Add e.g. `pixel_opt: {type: L1Loss, loss_weight: 1.0}` '
                              '(every train.<name>_opt with a type is a loss).')
@@ -316,22 +342,8 @@ class RestorationModel(SRModel):
                     target.copy_(value)
 
     def compute_losses(self, outputs):
-        """``(total, {term: value})`` of every loss over every output."""
-        total = 0
-        loss_dict = OrderedDict()
-        for name, criterion in self.losses.items():
-            value = 0
-            for out in outputs:
-                args = [out, resize_like(self.gt, out)]
-                if getattr(criterion, 'needs_lq', False):
-                    args.append(resize_like(self.lq, out))
-                result = criterion(*args)
-                if isinstance(result, tuple):  # PerceptualLoss returns (perceptual, style), either may be None
-                    result = sum(r for r in result if r is not None)
-                value = value + result
-            loss_dict[name] = value
-            total = total + value
-        return total, loss_dict
+        """``(total, {term: value})`` of every loss over every output (:func:`compute_losses`)."""
+        return compute_losses(self.losses, outputs, self.gt, self.lq)
 
     def optimize_parameters(self, current_iter):
         self.guard.snapshot()  # BatchNorm statistics as before this step
