@@ -97,8 +97,7 @@ def mode_speed(mode):
 def candidates(device):
     if device.type == 'cuda':
         return CANDIDATES['cuda']
-    native_bf16 = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: False)()
-    return (CANDIDATES['cpu-bf16'] if native_bf16 else []) + CANDIDATES['cpu']
+    return (CANDIDATES['cpu-bf16'] if speed.native_cpu_bf16() else []) + CANDIDATES['cpu']
 
 
 def parse_size(text):

@@ -30,6 +30,7 @@ a C++ compiler, ``cudnn_benchmark``/``tf32`` on the CPU) is logged once and drop
 or value is an :class:`~basicsr_restore.errors.OptionError` naming the option and the valid values.
 """
 import contextlib
+import os
 import shutil
 from dataclasses import dataclass, fields, replace
 
@@ -75,10 +76,11 @@ class Speed:
 
 KEYS = tuple(f.name for f in fields(Speed))
 
-#: ``speed: best`` / ``--speed best`` per device type: the fastest combination measured with ``bench`` that keeps
-#: the accuracy bar (GPU: >= 50 dB PSNR against fp32 eager on a real photo; CPU: >= 45 dB).
+#: ``speed: best`` / ``--speed best`` per device type, for runs that do not measure (``bench --mode best`` measures its
+#: candidates instead). CPU: what ``bench --suite`` found fastest on an AVX2 CPU without native bf16 (see
+#: docs/speed.md); GPU: the standard switches, bf16 keeping >= 50 dB against fp32 on a real photo.
 BEST = {
-    'cuda': Speed(amp='bf16', channels_last=True, compile='max-autotune', cudnn_benchmark=True, tf32=True),
+    'cuda': Speed(amp='bf16', channels_last=True, compile='default', cudnn_benchmark=True, tf32=True),
     'cpu': Speed(amp=False, channels_last=True, compile=False),
 }
 
@@ -134,8 +136,14 @@ def parse(block, where='speed'):
 
 
 def has_cxx_compiler():
-    from torch._inductor import config
-    return any(shutil.which(c) for c in ([config.cpp.cxx[1]] if config.cpp.cxx[1] else []) + ['g++', 'c++', 'clang++'])
+    """Whether inductor can build its CPU kernels (``$CXX``, g++, c++ or clang++ on the PATH)."""
+    names = [os.environ['CXX']] if os.environ.get('CXX') else []
+    return any(shutil.which(name) for name in names + ['g++', 'c++', 'clang++'])
+
+
+def native_cpu_bf16():
+    """Whether oneDNN has native bf16 kernels on this CPU."""
+    return bool(getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: False)())
 
 
 def resolve(speed, device, log=print, where='speed'):
@@ -153,6 +161,9 @@ def resolve(speed, device, log=print, where='speed'):
             if getattr(speed, key):
                 log(f'{where}.{key}: has no effect on the {device.type}; ignored.')
                 changes[key] = False
+        if speed.amp == 'bf16' and not native_cpu_bf16():
+            log(f'{where}.amp: this CPU has no native bf16 instructions (AVX512-BF16/AMX); bf16 runs on a slow '
+                'fallback path, often many times slower than fp32.')
         if speed.compile == 'reduce-overhead':
             log(f'{where}.compile: reduce-overhead needs CUDA graphs; using compile mode default on the {device.type}.')
             changes['compile'] = 'default'
