@@ -355,8 +355,6 @@ def pick_device(name):
 
 def pick_speed(args, opt, device):
     """The speed switches: ``--speed``, else the ``-opt`` file's ``speed:`` block; single flags override either."""
-    if args.speed not in (None, 'best', 'fp32'):
-        raise ValueError(f"--speed {args.speed!r}: use best or fp32 (or single switches such as --amp bf16).")
     if args.speed:
         base = args.speed
     else:
@@ -416,6 +414,8 @@ def run(args):
     from tqdm import tqdm
     if args.tile < 0 or args.tile_overlap < 0:
         raise ValueError('--tile and --tile-overlap must be >= 0.')
+    if args.speed not in (None, 'best', 'fp32'):
+        raise ValueError(f"--speed {args.speed!r}: use best or fp32 (or single switches such as --amp bf16).")
     inputs = list_inputs(args.input)
     jobs = plan(args, inputs)
     device = pick_device(args.device)

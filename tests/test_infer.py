@@ -152,6 +152,16 @@ def test_real_network_with_ground_truth_tables(tmp_path, weights, capsys):
     rc, _, err = cli(capsys, *args)
     assert rc == 2 and 'exist already' in err and '--overwrite' in err
     assert cli(capsys, *args, '--overwrite')[0] == 0
+    # the CPU's best switches (channels_last) restore the same images (to one level); an impossible switch is named and dropped
+    fast = [a if a != tmp_path / 'out' else tmp_path / 'fast' for a in args]
+    rc, out, err = cli(capsys, *fast[:-3], '--speed', 'best', '--tf32', *fast[-3:])
+    assert rc == 0, err
+    assert ': cpu, channels_last, tiles 64' in out and 'speed.tf32: has no effect on the cpu' in err
+    for name in clean:  # float rounding of another memory layout moves a pixel by one level at most
+        fast_img, plain = (cv2.imread(str(tmp_path / d / name)).astype(int) for d in ('fast', 'out'))
+        assert np.abs(fast_img - plain).max() <= 1
+    rc, _, err = cli(capsys, *fast[:-3], '--speed', 'fastest', *fast[-3:])
+    assert rc == 2 and "--speed 'fastest': use best or fp32" in err
 
 
 def test_16_bit_scores_use_the_16_bit_range(tmp_path, weights, capsys):

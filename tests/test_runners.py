@@ -105,13 +105,17 @@ def test_stock_test_runner_pads_and_writes_results(trained, demo_data):
     # the explicit wrapper, from another directory
     other = work / 'elsewhere'
     other.mkdir()
-    wrapped = write_yaml(work / 'test2.yml', dict(opt, name='wrapped_test'))
+    # ... with a speed switch from the option file: same scores
+    wrapped = write_yaml(work / 'test2.yml', dict(opt, name='wrapped_test', speed={'channels_last': True}))
     run(['python', '-m', 'basicsr_restore.test', '-opt', wrapped], cwd=other)
+    scores = []
     for results in (work / 'results' / 'tiny_test', other / 'results' / 'wrapped_test'):
         saved = glob.glob(str(results / 'visualization' / 'demo_val' / '*.png'))
         assert len(saved) == 1
         assert cv2.imread(saved[0]).shape == cv2.imread(str(demo_data / 'val' / 'gt' / 'chelsea.png')).shape
-        assert re.search(r'# psnr: \d+\.\d+', logs(results))
+        scores.append(float(re.search(r'# psnr: (\d+\.\d+)', logs(results)).group(1)))
+    assert 'Speed switches: channels_last on cpu' in logs(other / 'results' / 'wrapped_test')
+    assert abs(scores[0] - scores[1]) < 1e-3
 
 
 def test_wrapper_runs_train_with_cwd_as_root(demo_data, tmp_path):
