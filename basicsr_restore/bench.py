@@ -246,17 +246,21 @@ def measure_forward(runner, chosen, size, device, warmup, runs):
     return spread(times), peak, timer.method
 
 
+def read_options(path):
+    """An option file as a dict (empty for an empty file)."""
+    import yaml
+    with open(path, encoding='utf-8') as f:
+        return yaml.safe_load(f) or {}
+
+
 def recipe_losses(opt_path, name, device):
     """``(losses, description)``: the ``train.*_opt`` losses of ``opt_path`` (or of the network's shipped recipe),
     or L1 when there is no recipe."""
-    import yaml
-
     from basicsr_restore.models.restoration_model import build_losses
     specs, path = {}, None
     for path in (opt_path, RECIPES.get(name)):
         if path and os.path.isfile(path):
-            with open(path, encoding='utf-8') as f:
-                train = (yaml.safe_load(f) or {}).get('train') or {}
+            train = read_options(path).get('train') or {}
             specs = {k: dict(v) for k, v in train.items() if k.endswith('_opt') and isinstance(v, dict) and 'type' in v}
             if specs:
                 break
@@ -280,7 +284,7 @@ def measure_training(net, chosen, batch, patch, device, warmup, runs, losses, lo
     guard costs."""
     import copy
 
-    from basicsr_restore.models.restoration_model import as_list, compute_losses
+    from basicsr_restore.models.restoration_model import as_list, compute_losses, ema_update
     from basicsr_restore.models.step_guard import StepGuard
     timer = Timer(device)
     net.train()
@@ -292,7 +296,6 @@ def measure_training(net, chosen, batch, patch, device, warmup, runs, losses, lo
     guard = StepGuard(net)
     x = speed.to_memory_format(torch.rand(batch, 3, *patch, device=device), chosen)
     target = speed.to_memory_format(torch.rand(batch, 3, *patch, device=device), chosen)
-    pairs = list(zip(ema.parameters(), net.parameters()))
 
     def step(guarded):
         if guarded:
@@ -312,8 +315,7 @@ def measure_training(net, chosen, batch, patch, device, warmup, runs, losses, lo
                 scaler.update()
             else:
                 optimizer.step()
-            with torch.no_grad():
-                torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - 0.999)
+            ema_update(ema, net, 0.999)
         else:
             guard.restore()
             if scaler is not None:
@@ -418,15 +420,13 @@ def bench_one(name, kwargs, args, mode, device):
 # ------------------------------------------------------------------------------------------ data pipeline
 def load_train_dataset(opt_path):
     """``(dataset, batch size, option file's train dataset block)`` of an option file's ``datasets.train``."""
-    import yaml
     from basicsr.data import build_dataset
 
     import basicsr_restore  # noqa: F401  (registers the datasets)
     if not os.path.isfile(opt_path):
         raise FileNotFoundError(f"--data -opt '{opt_path}' does not exist.")
-    with open(opt_path, encoding='utf-8') as f:
-        opt = yaml.safe_load(f)
-    block = ((opt or {}).get('datasets') or {}).get('train')
+    opt = read_options(opt_path)
+    block = (opt.get('datasets') or {}).get('train')
     if not isinstance(block, dict):
         raise ValueError(f"'{opt_path}' has no datasets.train block: give a training option file.")
     block = dict(block, phase='train', scale=opt.get('scale', 1))
@@ -623,17 +623,16 @@ SUITE_EXTRA = [('IRNeXt', {'num_res': 14, 'low_pass': 'local'})]
 
 
 def suite_recipes(given):
-    """``(runnable, skipped)`` training option files for the data measurement: ``given``, or every shipped
-    training and demo recipe whose training data exist here."""
-    import yaml
+    """``(runnable, skipped)``: ``(option file, training data root, network type)`` of the recipes for the data
+    measurement: ``given``, or every shipped training and demo recipe; runnable where the training data exist."""
     files = given or sorted(glob.glob(os.path.join('options', 'train', '*', '*.yml')) +
                             glob.glob(os.path.join('options', 'demo', '*.yml')))
     runnable, skipped = [], []
     for path in files:
-        with open(path, encoding='utf-8') as f:
-            block = ((yaml.safe_load(f) or {}).get('datasets') or {}).get('train') or {}
-        root = block.get('dataroot_gt')
-        (runnable if root and os.path.exists(root) else skipped).append((path, root))
+        opt = read_options(path)
+        root = ((opt.get('datasets') or {}).get('train') or {}).get('dataroot_gt')
+        network = (opt.get('network_g') or {}).get('type')
+        (runnable if root and os.path.exists(root) else skipped).append((path, root, network))
     return runnable, skipped
 
 
@@ -651,11 +650,12 @@ def run_suite(args):
     base, best = measure(args, 'fp32', device, todo), measure(args, 'best', device, todo)
     runnable, skipped = suite_recipes(args.data_opt)
     data = []
-    for path, _ in runnable:
+    for path, _, network in runnable:
         try:
-            data.append(measure_data(path, args.workers, args.batches, device))
+            record = measure_data(path, args.workers, args.batches, device)
         except Exception as exc:
-            data.append({'options': path, 'error': f'{type(exc).__name__}: {str(exc).strip()[:200]}'})
+            record = {'options': path, 'error': f'{type(exc).__name__}: {str(exc).strip()[:200]}'}
+        data.append(dict(record, network=network))
     lines = [f"# basicsr-restore bench --suite ({datetime.datetime.now().isoformat(timespec='seconds')})", '',
              f'Device: {device_name(device)}; torch {torch.__version__}; inference {settings["size"]} batch 1, '
              f'training batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, the '
@@ -669,12 +669,12 @@ def run_suite(args):
         rates = {r['network']: r['train']['it_per_s'] * r['train']['batch'] for r in best
                  if r.get('train') and not r['config']}
         for r in data:
-            network = network_of(r['options'])
+            network = r['network']
             if not r.get('error') and network in rates:
                 lines.append(f"- {r['options']}: the loader delivers {r['samples_per_s'] / rates[network]:.1f}x the "
                              f"samples/s that {network} trains on in its best mode ({rates[network]:.1f} samples/s).")
         lines.append('')
-    for path, root in skipped:
+    for path, root, _ in skipped:
         lines.append(f'- skipped {path}: its training data {root} are not prepared here.')
     report = '\n'.join(lines) + '\n'
     json_path = args.json or 'bench-suite.json'
@@ -688,12 +688,6 @@ def run_suite(args):
     print(f'results: {json_path}, {md_path}')
     failed = [r for r in base + best + data if r.get('error')]
     return 1 if failed else 0
-
-
-def network_of(opt_path):
-    import yaml
-    with open(opt_path, encoding='utf-8') as f:
-        return ((yaml.safe_load(f) or {}).get('network_g') or {}).get('type')
 
 
 def run_data(args):

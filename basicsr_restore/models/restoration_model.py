@@ -74,6 +74,19 @@ def build_losses(train_opt, device):
     return losses
 
 
+def ema_update(ema, net, decay):
+    """``ema <- decay * ema + (1 - decay) * net`` for parameters and floating-point buffers (BatchNorm statistics);
+    integer buffers are copied."""
+    ema_state = ema.state_dict()
+    with torch.no_grad():
+        for key, value in net.state_dict().items():
+            target = ema_state[key]
+            if target.dtype.is_floating_point:
+                target.mul_(decay).add_(value.detach(), alpha=1 - decay)
+            else:
+                target.copy_(value)
+
+
 def compute_losses(losses, outputs, gt, lq):
     """``(total, {term: value})`` of every loss over every output, against ``gt`` (and ``lq`` for the losses that
     declare ``needs_lq``) resized to each output's size."""
@@ -330,16 +343,8 @@ class RestorationModel(SRModel):
             self.schedulers.append(make(optimizer, **sched_opt))
 
     def model_ema(self, decay=0.999):
-        """EMA of the parameters and of floating-point buffers; integer buffers are copied."""
-        net = self.get_bare_model(self.net_g)
-        ema_state = self.net_g_ema.state_dict()
-        with torch.no_grad():
-            for key, value in net.state_dict().items():
-                target = ema_state[key]
-                if target.dtype.is_floating_point:
-                    target.mul_(decay).add_(value.detach(), alpha=1 - decay)
-                else:
-                    target.copy_(value)
+        """EMA of the parameters and of floating-point buffers (:func:`ema_update`)."""
+        ema_update(self.net_g_ema, self.get_bare_model(self.net_g), decay)
 
     def compute_losses(self, outputs):
         """``(total, {term: value})`` of every loss over every output (:func:`compute_losses`)."""
