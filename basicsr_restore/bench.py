@@ -46,7 +46,10 @@ import time
 
 import torch
 
-from basicsr_restore import checkpoints, speed
+from basicsr_restore import checkpoints, inference, speed
+from basicsr_restore.archs.card import size_rule
+from basicsr_restore.imageio import atomic_path
+from basicsr_restore.inference import final_output
 
 MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
               'cudnn_benchmark', 'tf32')
@@ -114,10 +117,9 @@ def parse_size(text):
 
 
 def fit_size(net, size):
-    """``size`` rounded up to the network's ``pad_multiple`` and at least its ``min_size``."""
-    multiple = getattr(net, 'pad_multiple', 1) or 1
-    low = getattr(net, 'min_size', 0) or 0
-    return tuple(max(int(math.ceil(s / multiple)) * multiple, low) for s in size)
+    """``size`` rounded up to the network's multiple and at least its minimum size (its card's size rule)."""
+    rule = size_rule(net)
+    return tuple(max(int(math.ceil(s / rule.multiple)) * rule.multiple, rule.min_size) for s in size)
 
 
 def cases(args):
@@ -135,8 +137,7 @@ def cases(args):
 
 
 def pick_device(name):
-    from basicsr_restore.infer import pick_device as pick
-    return torch.device(pick(name))
+    return torch.device(inference.pick_device(name))
 
 
 def device_name(device):
@@ -214,10 +215,6 @@ def real_photo(size):
 def psnr_db(a, b):
     mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().square().mean().item()
     return float('inf') if mse == 0 else 10 * math.log10(1 / mse)
-
-
-def last_output(out):
-    return out[-1] if isinstance(out, (list, tuple)) else out
 
 
 def peak_memory(device, fn):
@@ -340,7 +337,7 @@ def measure_training(net, chosen, batch, patch, device, warmup, runs, losses, lo
 def output_psnr(runner, chosen, photo, reference, device):
     runner.eval()
     with torch.no_grad(), speed.autocast(chosen, device):
-        out = last_output(runner(speed.to_memory_format(photo, chosen))).float()
+        out = final_output(runner(speed.to_memory_format(photo, chosen))).float()
     return psnr_db(out, reference)
 
 
@@ -390,7 +387,7 @@ def bench_one(name, kwargs, args, mode, device):
         reference = None
         if mode != 'fp32':
             with torch.no_grad():
-                reference = last_output(net.to(device).eval()(photo)).float()
+                reference = final_output(net.to(device).eval()(photo)).float()
         if mode == 'best':
             mode, record['best_search'] = search_best(net, size, device, args, photo, reference)
             record['mode'] = f'best={mode}'
@@ -594,13 +591,11 @@ def save_results(path, records, overwrite, data=None):
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"--json '{path}' exists; pass --overwrite or choose another file.")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.partial{os.getpid()}'
     content = {'format': FORMAT, 'records': records}
     if data is not None:
         content['data'] = data
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         json.dump(content, f, indent=1)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------------ run

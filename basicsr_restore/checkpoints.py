@@ -1,19 +1,20 @@
-"""Reading weights files in every layout users meet, and building a network from a name or an option file.
+"""The one way weights files are read: by the model (``path.pretrain_network_g``, resume, the EMA copy),
+``basicsr.test``, ``infer``, ``convert``, ``report``, ``bench`` and Intra-CR's VGG19.
 
-Layouts recognised (the key is detected, and ``module.`` / ``_orig_mod.`` prefixes of DataParallel, DDP
-and ``torch.compile`` are stripped):
+Which entry of a file holds the weights (the same rule everywhere, :func:`detect_key`):
 
-* BasicSR: ``{'params': sd}`` or ``{'params': sd, 'params_ema': sd}`` (EMA preferred when present);
-* the authors' releases: ``{'model': sd}`` (ChaIR, IRNeXt), ``{'state_dict': sd}`` (MIRNet), and the other
-  common keys (``model_state_dict``, ``net_g``, ``generator``), with or without optimizer state beside;
-* a bare state dict.
+1. the key the user names (``path.param_key_g``, ``--param-key``) when the file has it;
+2. the file itself when it is a bare state dict;
+3. BasicSR's ``params_ema`` then ``params`` for restoring (tests, ``infer``, ``convert``, ``report``) and for
+   the EMA copy; ``params`` then ``params_ema`` for the network being trained (a resumed run continues the
+   raw weights, its EMA copy the averaged ones);
+4. the network's official key (its card's ``checkpoint_key``: ``model`` for ChaIR/IRNeXt, ``state_dict`` for
+   MIRNet);
+5. the other common keys (``model_state_dict``, ``net_g``, ``generator``).
 
-Files are opened with ``torch.load(weights_only=True)``: tensors and plain containers only, no code runs.
-A file that pickles other objects is refused unless the caller says it is trusted.
-
-:func:`extract_state_dict` (key lookup and ``module.`` stripping) also serves the training model's
-``load_network``; on top of it come the detection report, the strict fit check that lists what is
-missing/unexpected, and the network builders shared by ``infer``, ``bench``, ``convert`` and ``report``.
+Wrapper prefixes are stripped from every key: ``module.`` (DataParallel, DDP) and ``_orig_mod.``
+(``torch.compile``). Files are opened with ``torch.load(weights_only=True)`` (tensors and plain containers,
+no code runs) unless the caller says the file is trusted. Weights with NaN/Inf are refused.
 """
 import inspect
 import json
@@ -29,23 +30,6 @@ from basicsr_restore.errors import RestoreError
 
 
 CHECKPOINT_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'model_state_dict', 'net_g', 'generator')
-
-
-def extract_state_dict(checkpoint, param_key, where):
-    """The state dict inside a loaded checkpoint: ``checkpoint[param_key]``, another known key, or itself."""
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{where}: the file holds a {type(checkpoint).__name__}, not a state dict.')
-    if param_key in checkpoint and isinstance(checkpoint[param_key], dict):
-        state = checkpoint[param_key]
-    elif checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
-        state = checkpoint
-    else:
-        found = [k for k in CHECKPOINT_KEYS if isinstance(checkpoint.get(k), dict)]
-        if not found:
-            raise KeyError(f'{where}: no state dict under {param_key!r}; the file has keys {list(checkpoint)[:10]}. '
-                           'Set path.param_key_g to the key that holds the weights.')
-        state = checkpoint[found[0]]
-    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state.items())
 
 
 #: prefixes wrappers add to every key: DataParallel/DDP, torch.compile
@@ -158,17 +142,37 @@ def find_state_dict(checkpoint, param_key=None, official_key=None, prefer_ema=Tr
     if non_tensors:
         raise CheckpointError(f'{where}: the entry {key!r} is not a state dict (non-tensor values under '
                               f'{non_tensors[:5]}). Pass the key that holds the weights.')
-    stripped = {p: 0 for p in WRAPPER_PREFIXES}
-    state = raw
-    for prefix in WRAPPER_PREFIXES:
-        # extract_state_dict strips 'module.'; the compile prefix is stripped the same way, once
-        stripped[prefix] = sum(1 for k in state if k.startswith(prefix))
-        if prefix == 'module.':
-            state = extract_state_dict({'w': state}, 'w', where)
-        else:
-            state = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
+    stripped, state = dict.fromkeys(WRAPPER_PREFIXES, 0), OrderedDict()
+    for name, value in raw.items():
+        name, removed = strip_prefixes(name)
+        for prefix in removed:
+            stripped[prefix] += 1
+        state[name] = value
     info = {'key': key, 'why': why, 'top_keys': _key_list(checkpoint) if key is not None else [],
             'stripped': {p: n for p, n in stripped.items() if n}, 'tensors': len(state)}
+    return state, info
+
+
+def strip_prefixes(key):
+    """``(key without its wrapper prefixes, the prefixes removed)``: ``module.`` and ``_orig_mod.``, in any order
+    and number (DDP around a compiled network gives ``module._orig_mod.``)."""
+    removed = []
+    while True:
+        prefix = next((p for p in WRAPPER_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            return key, set(removed)
+        removed.append(prefix)
+        key = key[len(prefix):]
+
+
+def read_state_dict(path, param_key=None, official_key=None, prefer_ema=True, trusted=False, what='--weights',
+                    trust_hint='pass --trusted'):
+    """Read ``path`` and return ``(state, info)``: the weights found by the rule above, finite, prefixes
+    stripped (see :func:`find_state_dict` for ``info``)."""
+    checkpoint = read_checkpoint(path, trusted=trusted, what=what, trust_hint=trust_hint)
+    where = f"{what} '{path}'"
+    state, info = find_state_dict(checkpoint, param_key, official_key, prefer_ema, where=where)
+    check_finite(state, where)
     return state, info
 
 
@@ -318,9 +322,13 @@ def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=Fal
                  allow_partial=False):
     """Build ``name(**kwargs)`` and load ``weights`` into it; returns ``(net, info)`` (see find_state_dict)."""
     net = build_arch(name, kwargs)
-    checkpoint = read_checkpoint(weights, trusted=trusted, what=what)
-    where = f"{what} '{weights}'"
-    state, info = find_state_dict(checkpoint, param_key, getattr(net, 'official_param_key', None), where=where)
-    check_finite(state, where)
-    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict, allow_partial)
+    state, info = read_state_dict(weights, param_key, official_key(net), trusted=trusted, what=what)
+    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, f"{what} '{weights}'", strict,
+                                                                              allow_partial)
     return net, info
+
+
+def official_key(net):
+    """The key of the authors' released checkpoints of ``net`` (from its card), or None."""
+    card = getattr(net, 'card', None)
+    return getattr(card, 'checkpoint_key', None)

@@ -2,7 +2,7 @@
 
 Verbs: ``prepare`` (``paired``, ``demo``, ``gopro``, ``hide``, ``realblur``, ``sidd``, ``sidd-val``, ``rain13k``,
 ``rain100h``, ``rain100l``, ``test100``, ``test1200``, ``test2800``, ``dpdd``), ``infer``, ``bench``, ``convert``,
-``report``, ``doctor``.
+``manifest``, ``report``, ``doctor``.
 Each ``--help`` tells more.
 """
 import argparse
@@ -13,39 +13,13 @@ def _add_prepare(sub):
     p = sub.add_parser('prepare', help='write training/validation data as LMDB')
     kinds = p.add_subparsers(dest='dataset', required=True, metavar='DATASET')
 
-    paired = kinds.add_parser('paired', help='two folders of aligned images -> gt.lmdb + lq.lmdb (optionally cropped)')
-    paired.add_argument('--gt', required=True, help='folder of ground-truth images')
-    paired.add_argument('--lq', required=True, help='folder of degraded images (same relative paths)')
-    paired.add_argument('--out', required=True, help='output folder; gets gt.lmdb and lq.lmdb')
-    paired.add_argument('--crop', type=int, help='cut into CROP x CROP sub-images (default: keep whole images)')
-    paired.add_argument('--step', type=int, help='grid step of the sub-images (default: CROP)')
-    paired.add_argument('--thresh-size', type=int, default=0,
-                        help='move the last row/column of crops to the border when more than this is left (default 0)')
-    paired.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default 1, as basicsr)')
-    paired.add_argument('--overwrite', action='store_true', 
-                        help='replace existing LMDBs (only once the new ones are complete)')
-
-    demo = kinds.add_parser('demo', help="small offline set from scikit-image's bundled photos")
-    demo.add_argument('--out', default='datasets/demo', help='output folder (default datasets/demo)')
-    demo.add_argument('--task', default='denoise', choices=('denoise', 'deblur'))
-    demo.add_argument('--sigma', type=float, default=25.0, help='noise sigma on the 0-255 scale (denoise; default 25)')
-    demo.add_argument('--seed', type=int, default=0)
-    demo.add_argument('--overwrite', action='store_true')
-
-    from basicsr_restore.prepare.common import add_dataset_parsers  # gopro, hide, realblur, sidd, rain13k, dpdd, ...
+    from basicsr_restore.prepare.common import add_dataset_parsers  # every verb the preparer modules declare
     add_dataset_parsers(kinds)
 
 
 def _prepare(args):
-    if args.dataset == 'paired':
-        from basicsr_restore.prepare import paired
-        paired.run(args)
-    elif args.dataset == 'demo':
-        from basicsr_restore.prepare import demo
-        demo.run(args)
-    elif getattr(args, 'prepare_runner', None):
-        from basicsr_restore.prepare.common import run_command
-        run_command(args)
+    from basicsr_restore.prepare.common import run_command
+    run_command(args)
     return 0
 
 
@@ -58,12 +32,13 @@ def _add_report(sub):
 
 
 def _add_tools(sub):
-    """``infer``, ``bench``, ``convert``: each module defines its options (``add_arguments``) and ``run``.
+    """``infer``, ``bench``, ``convert``, ``manifest``: each module defines its options (``add_arguments``) and ``run``.
     A module that fails to import leaves its verb reporting why, and the other verbs working."""
     import importlib
     for verb, help_ in (('infer', 'restore a file, folder or glob of images (any size, tiles, TTA, 16-bit)'),
                         ('bench', 'parameters, MACs, latency, peak memory and training speed of the networks'),
-                        ('convert', 'official checkpoint -> BasicSR {params: ...} file, with a report')):
+                        ('convert', 'official checkpoint -> BasicSR {params: ...} file, with a report'),
+                        ('manifest', "write the checkpoint-layout manifest of a network's presets")):
         p = sub.add_parser(verb, help=help_)
         try:
             module = importlib.import_module(f'basicsr_restore.{verb}')
@@ -102,7 +77,7 @@ def _main(argv):
         if args.verb == 'report':
             from basicsr_restore.report import run
             return run(args)
-        if args.verb in ('infer', 'bench', 'convert'):
+        if args.verb in ('infer', 'bench', 'convert', 'manifest'):
             if getattr(args, 'broken', None):
                 raise ValueError(f'this command cannot load ({args.broken}); run `basicsr-restore doctor`.')
             import importlib

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import torch
 
 from basicsr_restore import checkpoints
+from basicsr_restore.imageio import atomic_path
 
 
 def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trusted=False, overwrite=False):
@@ -27,7 +28,7 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
     official = None
     if arch:
         net = checkpoints.build_arch(arch, checkpoints.parse_arch_args(arch_args))
-        official = getattr(net, 'official_param_key', None)
+        official = checkpoints.official_key(net)
     state, info = checkpoints.find_state_dict(checkpoint, param_key, official, prefer_ema=True, where=f"'{src}'")
     values = sum(v.numel() for v in state.values())
     dtypes = sorted({str(v.dtype).replace('torch.', '') for v in state.values()})
@@ -48,14 +49,8 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
         payload['params_ema'] = clean
     folder = os.path.dirname(os.path.abspath(dst))
     os.makedirs(folder, exist_ok=True)
-    tmp = f'{dst}.partial{os.getpid()}'
-    try:
+    with atomic_path(dst) as tmp:  # a failed or interrupted write leaves nothing behind
         torch.save(payload, tmp)
-    except BaseException:  # a failed or interrupted write leaves nothing behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, dst)
     lines.append(f"wrote: {dst} with {list(payload)} (load with path.pretrain_network_g: {dst}, param_key_g: params)")
     return lines
 

@@ -93,7 +93,7 @@ def run():
     lines.append('registered by basicsr-restore')
     from basicsr.utils.registry import ARCH_REGISTRY
     for kind, names in register.OURS.items():
-        missing = [n for n in names if n not in register.REGISTRIES[kind]]
+        missing = [n for n in names if n not in register.registry(kind)]
         if missing:
             problems.append(f'{kind} names missing from basicsr\'s registry: {missing}')
         show(kind, ', '.join(names) or '-')

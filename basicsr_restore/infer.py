@@ -4,8 +4,9 @@ The network comes from a test option file (``-opt``: ``network_g``, ``path.pretr
 ``path.param_key_g``) or from ``--arch NAME --weights FILE [--arch-args key=value ...]`` (any checkpoint
 layout of :mod:`basicsr_restore.checkpoints`, strict loading).
 
-* **Any size**: each forward pads (reflect, bottom/right) to the network's ``pad_multiple`` and
-  ``min_size`` and crops back.
+The forward pass is :mod:`basicsr_restore.inference` (shared with validation, ``report`` and ``bench``):
+
+* **Any size**: each forward pads (reflect, bottom/right) to the network's size rule and crops back.
 * **Tiles** (``--tile N --tile-overlap M``): the image is cut into N x N tiles overlapping by at least M
   pixels; each tile's output is blended with weights that are zero within M/4 of a tile's inner edges and
   ramp linearly to one over the next M/2. For a network whose receptive-field radius is below M/4 (and
@@ -23,28 +24,22 @@ layout of :mod:`basicsr_restore.checkpoints`, strict loading).
   and writes ``metrics<suffix>.csv`` and ``metrics<suffix>.md`` to the output folder.
 """
 import glob
-import math
 import os
 import sys
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from basicsr_restore import speed as speeds
-from basicsr_restore.archs.layers import restore_any_size
+from basicsr_restore.archs.card import size_rule
+from basicsr_restore.imageio import (IMAGE_EXTENSIONS, PEAKS, ImageError, decode, is_image, labelled, output_extension,
+                                     to_8bit, write_image)
+from basicsr_restore.inference import Restorer, pick_device
 
-IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.webp')
-LOSSLESS_EXTS = ('.png', '.tif', '.tiff')
-PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 # ITU-R BT.601 luma (OpenCV's BGR2GRAY weights), applied before quantisation
 LUMA_BGR = np.array([0.114, 0.587, 0.299])
-
-
-class ImageError(ValueError):
-    """One image that cannot be processed; the run goes on with the others and exits with status 2."""
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -52,9 +47,9 @@ def list_inputs(spec):
     """The image files named by ``spec``: one file, every image directly in a folder, or a glob pattern."""
     if os.path.isdir(spec):
         files = sorted(os.path.join(spec, f) for f in os.listdir(spec)
-                       if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(spec, f)))
+                       if is_image(f) and os.path.isfile(os.path.join(spec, f)))
         if not files:
-            raise FileNotFoundError(f"--input folder '{spec}' holds no images ({', '.join(IMAGE_EXTS)}).")
+            raise FileNotFoundError(f"--input folder '{spec}' holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
         return files
     if os.path.isfile(spec):
         return [spec]
@@ -80,21 +75,13 @@ class Picture:
         return PEAKS[self.color.dtype]
 
     def view8(self):
-        """8-bit BGR for looking at (16-bit scaled down, alpha dropped)."""
-        if self.color.dtype == np.uint8:
-            return self.color
-        return np.round(self.color.astype(np.float64) / 257.0).astype(np.uint8)
+        """8-bit BGR for looking at (16-bit reduced by the package's one rule, alpha dropped)."""
+        return to_8bit(self.color)
 
 
 def read_picture(path):
     """Decode ``path`` unchanged (bit depth, channels); clear :class:`ImageError` for what is not supported."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageError(f"cannot read image '{path}': not a file OpenCV can decode (PNG, TIFF, JPEG, BMP, WebP), "
-                         'or a damaged one.')
-    if img.dtype not in PEAKS:
-        raise ImageError(f"image '{path}' has {img.dtype} pixels; only 8- and 16-bit images are supported "
-                         '(convert float images to 16-bit first).')
+    img = decode(path, f"cannot read image '{path}'")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
@@ -134,126 +121,6 @@ def to_output(picture, out):
     return written, color
 
 
-def write_image(path, img):
-    """Write atomically (a temporary file renamed over ``path``): an interrupted run leaves no torn file."""
-    root, ext = os.path.splitext(path)
-    tmp = f'{root}.partial{os.getpid()}{ext}'
-    try:
-        ok = cv2.imwrite(tmp, img)
-        why = 'OpenCV could not encode it'
-    except cv2.error as exc:
-        ok, why = False, str(exc).strip().splitlines()[-1]
-    except BaseException:  # Ctrl-C while encoding: no half-written file stays behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    if not ok:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise ImageError(f"cannot write '{path}': {why}.")
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------------- forward
-def self_ensemble(forward, x):
-    """Mean of ``forward`` over the 8 dihedral transforms of ``x`` (each output transformed back).
-
-    The sum is taken pairwise, so 8 equal outputs average to exactly that output."""
-    outs = []
-    for k in range(4):
-        for flip in (False, True):
-            t = torch.rot90(x, k, dims=(2, 3))
-            t = t.flip(3) if flip else t
-            y = forward(t)
-            y = y.flip(3) if flip else y
-            outs.append(torch.rot90(y, -k, dims=(2, 3)))
-    while len(outs) > 1:
-        outs = [outs[i] + outs[i + 1] for i in range(0, len(outs), 2)]
-    return outs[0] / 8
-
-
-def tile_starts(length, tile, overlap):
-    """Start offsets of tiles of ``tile`` pixels covering ``length`` with at least ``overlap`` shared; the
-    last tile ends at the border."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile - overlap))
-    return starts + [length - tile]
-
-
-def blend_weights(n, overlap, inner_before, inner_after):
-    """1-D weights of one tile of ``n`` pixels: zero within ``overlap/4`` of an inner edge, a linear ramp
-    over the next ``overlap/2``, one elsewhere (and at the image's own borders)."""
-    w = torch.ones(n)
-    if overlap <= 0:
-        return w
-    d = torch.arange(n, dtype=torch.float32) + 0.5
-    ramp_in = ((d - overlap / 4) / (overlap / 2)).clamp(0, 1)
-    if inner_before:
-        w = w * ramp_in
-    if inner_after:
-        w = w * ramp_in.flip(0)
-    return w
-
-
-def tiled(forward, x, tile, overlap, progress=None):
-    """Run ``forward`` tile by tile over ``x`` (1, C, H, W) and blend (see the module docstring).
-
-    The result is accumulated on the CPU in float32; only one tile is on the device at a time."""
-    _, _, h, w = x.shape
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    acc, weight = None, torch.zeros(1, 1, h, w)
-    for top in ys:
-        for left in xs:
-            th, tw = min(tile, h), min(tile, w)
-            out = forward(x[:, :, top:top + th, left:left + tw]).float().cpu()
-            wy = blend_weights(th, overlap, top > 0, top + th < h)
-            wx = blend_weights(tw, overlap, left > 0, left + tw < w)
-            wt = (wy[:, None] * wx[None, :])[None, None]
-            if acc is None:
-                acc = torch.zeros(1, out.shape[1], h, w)
-            acc[:, :, top:top + th, left:left + tw] += out * wt
-            weight[:, :, top:top + th, left:left + tw] += wt
-            if progress is not None:
-                progress.update(1)
-    return acc / weight
-
-
-def round_tile(tile, net):
-    """The tile size rounded up to the network's multiple and at least its minimum size."""
-    multiple = getattr(net, 'pad_multiple', 1) or 1
-    return max(int(math.ceil(tile / multiple)) * multiple, getattr(net, 'min_size', 0) or 0)
-
-
-class Restorer:
-    """``restorer(x)``: the restored (1, 3, H, W) float32 CPU tensor for a CPU input of any size."""
-
-    def __init__(self, net, device, speed=speeds.Speed(), tile=0, overlap=32, tta=False):
-        self.speed = speed
-        self.net = net.to(device, memory_format=speed.memory_format).eval()
-        self.runner = speeds.compiled(self.net, speed, training=False)
-        self.device = torch.device(device)
-        self.tile = round_tile(tile, net) if tile else 0
-        self.overlap = overlap
-        self.tta = tta
-
-    def forward(self, x):
-        with speeds.autocast(self.speed, self.device):
-            return restore_any_size(self.runner, speeds.to_memory_format(x.to(self.device), self.speed)).float()
-
-    def count_tiles(self, h, w):
-        if not self.tile:
-            return 1
-        return len(tile_starts(h, self.tile, self.overlap)) * len(tile_starts(w, self.tile, self.overlap))
-
-    @torch.inference_mode()
-    def __call__(self, x, progress=None):
-        forward = (lambda t: self_ensemble(self.forward, t)) if self.tta else self.forward
-        if self.tile and (x.shape[2] > self.tile or x.shape[3] > self.tile):
-            return tiled(forward, x, self.tile, self.overlap, progress)
-        return forward(x).cpu()
-
-
 # ------------------------------------------------------------------------------------------- scoring
 def as_rgb255(color, peak):
     """float64 image on the 0-255 scale, so that basicsr's PSNR/SSIM constants fit any bit depth."""
@@ -273,8 +140,8 @@ def index_gt(folder):
         raise FileNotFoundError(f"--gt folder '{folder}' does not exist.")
     index, twice = {}, set()
     for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTS:
+        stem = os.path.splitext(name)[0]
+        if is_image(name):
             if stem in index:
                 twice.add(stem)
             index[stem] = os.path.join(folder, name)
@@ -292,7 +159,7 @@ def output_names(inputs, suffix):
     names = []
     for stem, ext in split:
         label = f'{stem}_{ext[1:].lower()}' if shared[stem] > 1 else stem
-        names.append((label, f'{label}{suffix}{ext.lower() if ext.lower() in LOSSLESS_EXTS else ".png"}'))
+        names.append((label, f'{label}{suffix}{output_extension(stem + ext)}'))
     return names
 
 
@@ -343,16 +210,6 @@ def plan(args, inputs):
     return jobs
 
 
-def pick_device(name):
-    if name in (None, 'auto'):
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f'--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu.')
-    if name != 'cpu' and not name.startswith('cuda'):
-        raise ValueError(f'--device must be cpu or cuda[:N], got {name!r}.')
-    return name
-
-
 def pick_speed(args, opt, device):
     """The speed switches: ``--speed``, else the ``-opt`` file's ``speed:`` block; single flags override either."""
     if args.speed:
@@ -400,7 +257,6 @@ def build(args):
 
 
 def compare_strip(picture, out_color, gt=None, scores=None):
-    from basicsr_restore.report import labelled
     view = Picture(picture.path, out_color)
     tiles = [labelled(picture.view8(), 'input' + (f" {scores['psnr_in']:.2f} dB" if scores else '')),
              labelled(view.view8(), 'output' + (f" {scores['psnr_out']:.2f} dB" if scores else ''))]
@@ -426,7 +282,7 @@ def run(args):
         raise ValueError(f'--tile-overlap {args.tile_overlap} must be smaller than the tile ({restorer.tile}).')
     mode = f'tiles {restorer.tile} (overlap {args.tile_overlap})' if restorer.tile else 'whole images'
     if restorer.tile and restorer.tile != args.tile:
-        mode += f', --tile {args.tile} rounded to the multiple {getattr(net, "pad_multiple", 1)}'
+        mode += f', --tile {args.tile} rounded to the multiple {size_rule(net).multiple}'
     print(line)
     tta = ', x8 TTA' if args.tta else ''
     print(f'{len(jobs)} image(s) -> {args.output}: {device}, {speed.describe()}, {mode}{tta}')

@@ -1,4 +1,8 @@
-"""Registration of this package in BasicSR's registries, idempotent and clash-checked.
+"""Registration of this package in BasicSR's registries: the one place, idempotent and clash-checked.
+
+Networks and losses are plain torch modules that know nothing of basicsr: every class with a network card in
+an ``archs/*_arch.py`` module and every ``*Loss`` class of a ``losses/*_loss.py`` module is registered here.
+Datasets, the model and the metrics build on basicsr's classes and register with ``@register(kind)``.
 
 BasicSR's ``Registry`` raises a bare ``AssertionError`` when a name is registered twice, which happens as
 soon as a module is imported under two names or reloaded. Our classes register through :func:`register`
@@ -8,18 +12,15 @@ clear error naming both owners.
 import importlib
 import pkgutil
 
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
-
-REGISTRIES = {
-    'arch': ARCH_REGISTRY,
-    'dataset': DATASET_REGISTRY,
-    'loss': LOSS_REGISTRY,
-    'metric': METRIC_REGISTRY,
-    'model': MODEL_REGISTRY,
-}
-
+KINDS = ('arch', 'dataset', 'loss', 'metric', 'model')
 #: registry name -> names registered by this package, in registration order
-OURS = {name: [] for name in REGISTRIES}
+OURS = {name: [] for name in KINDS}
+
+
+def registry(kind):
+    """basicsr's registry of ``kind`` (imported here, when something is registered)."""
+    from basicsr.utils import registry as registries
+    return getattr(registries, f'{kind.upper()}_REGISTRY')
 
 # subpackages whose modules with these suffixes register classes when imported (basicsr's convention)
 _SUBPACKAGES = {'archs': '_arch', 'losses': '_loss', 'models': '_model', 'data': '_dataset', 'metrics': '_metric'}
@@ -28,12 +29,11 @@ _done = False
 
 def register(kind):
     """Class/function decorator: ``@register('arch')`` registers ``obj`` under ``obj.__name__``."""
-    registry = REGISTRIES[kind]
-
     def deco(obj):
+        target = registry(kind)
         name = obj.__name__
-        if name in registry:
-            existing = registry._obj_map[name]
+        if name in target:
+            existing = target._obj_map[name]
             same = existing is obj or (getattr(existing, '__module__', None) == obj.__module__
                                        and getattr(existing, '__qualname__', None) == obj.__qualname__)
             if not same:
@@ -41,9 +41,8 @@ def register(kind):
                     f"basicsr-restore cannot register {kind} '{name}' from {obj.__module__}: the name is already "
                     f"taken by {getattr(existing, '__module__', '?')}.{getattr(existing, '__qualname__', name)}. "
                     'Uninstall the package that provides the other one, or rename one of them.')
-            registry._obj_map[name] = obj  # a reload of the same module: keep the newest object
-        else:
-            registry._obj_map[name] = obj
+        # a reload of the same module replaces the old object
+        target._obj_map[name] = obj
         if name not in OURS[kind]:
             OURS[kind].append(name)
         return obj
@@ -51,12 +50,38 @@ def register(kind):
     return deco
 
 
+def networks_of(module):
+    """The network classes a module defines: classes with a network card (``card``) named after them."""
+    from basicsr_restore.archs.card import card_of
+    return [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == module.__name__
+            and card_of(obj) is not None and obj.card.name == obj.__name__]
+
+
+def losses_of(module):
+    """The losses a module defines: ``torch.nn.Module`` classes named ``*Loss`` (basicsr's convention)."""
+    from torch import nn
+    return [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == module.__name__
+            and issubclass(obj, nn.Module) and obj.__name__.endswith('Loss')]
+
+
+def register_module(module):
+    """Register what a plain-torch module defines: its networks (``*_arch``) or its losses (``*_loss``).
+    Also the way to add a network or loss of one's own: ``register_module(my_arch)``."""
+    networks, losses = networks_of(module), losses_of(module)
+    for kind, objs in (('arch', networks), ('loss', losses)):
+        for obj in objs:
+            register(kind)(obj)
+    return networks + losses
+
+
 def _import_registering_modules():
     for sub, suffix in _SUBPACKAGES.items():
         package = importlib.import_module(f'basicsr_restore.{sub}')
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
             if info.name.endswith(suffix):
-                importlib.import_module(f'basicsr_restore.{sub}.{info.name}')
+                module = importlib.import_module(f'basicsr_restore.{sub}.{info.name}')
+                if sub in ('archs', 'losses'):  # plain torch: registered here, not by a decorator
+                    register_module(module)
 
 
 def register_all():

@@ -6,24 +6,15 @@ per image (degraded | restored | ground truth).
 """
 import os
 
-import cv2
 import numpy as np
 import torch
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
-from basicsr_restore.archs.layers import restore_any_size
+from basicsr_restore.imageio import labelled, write_image
+from basicsr_restore.inference import restore_any_size
 from basicsr_restore.checkpoints import load_network, load_options
-
-
-def labelled(img, text):
-    """``img`` with ``text`` in white on a black box at its top-left corner."""
-    img = img.copy()
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
-    cv2.rectangle(img, (0, 0), (w + 12, h + base + 10), (0, 0, 0), thickness=-1)
-    cv2.putText(img, text, (6, h + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
 
 
 def run(args):
@@ -58,7 +49,7 @@ def run(args):
                                     labelled(imgs[1], f"restored {row['psnr_out']:.2f} dB"),
                                     labelled(imgs[2], 'ground truth')], axis=1)
             row['strip'] = os.path.join(out_dir, f'{image}_strip.png')
-            cv2.imwrite(row['strip'], strip)
+            write_image(row['strip'], strip)
             rows.append(row)
     if not rows:
         raise ValueError(f'{args.opt}: no datasets.val* entry to report on')

@@ -247,12 +247,18 @@ class _Checkpointed:
         return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False, **kwargs)
 
 
+def checkpoint_blocks(net):
+    """Block class names that ``checkpoint: true`` recomputes: the network card's ``checkpoint_blocks``."""
+    card = getattr(net, 'card', None)
+    return tuple(getattr(card, 'checkpoint_blocks', ()))
+
+
 def checkpoint_targets(net, names):
     """``[(name, module)]`` to checkpoint: ``True`` = every block the network's card names in
     ``checkpoint_blocks`` (class names); a list = those module names (``net.named_modules()``)."""
     modules = dict(net.named_modules())
     if names is True:
-        kinds = tuple(getattr(net, 'checkpoint_blocks', ()))
+        kinds = checkpoint_blocks(net)
         if not kinds:
             raise OptionError(f'speed.checkpoint: {type(net).__name__} names no blocks to checkpoint; give a list of '
                               'module names instead (e.g. [body.0]).')
@@ -261,7 +267,7 @@ def checkpoint_targets(net, names):
         return [(n, m) for n, m in found if not any(n.startswith(o + '.') for o, _ in found if o != n)]
     missing = [n for n in names if n not in modules or not n]
     if missing:
-        examples = [n for n, m in modules.items() if type(m).__name__ in getattr(net, 'checkpoint_blocks', ())][:6]
+        examples = [n for n, m in modules.items() if type(m).__name__ in checkpoint_blocks(net)][:6]
         raise OptionError(f"speed.checkpoint: {type(net).__name__} has no module named {', '.join(missing)}"
                           f"{'; e.g. ' + ', '.join(examples) if examples else ''} (names as in the state dict keys).")
     return [(n, modules[n]) for n in names]

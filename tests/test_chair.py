@@ -10,10 +10,10 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_restore.archs.chair_arch import ChannelDynamicConv, SFConv
 
 
-def test_class_attributes():
+def test_card():
     net_cls = ARCH_REGISTRY.get('ChaIR')
-    assert (net_cls.pad_multiple, net_cls.min_size) == (4, 8)
-    assert (net_cls.multi_output, net_cls.official_param_key) == (True, 'model')
+    assert net_cls.card.size()[:2] == (4, 8)
+    assert (net_cls.card.multi_output, net_cls.card.checkpoint_key) == (True, 'model')
 
 
 def test_sfconv_softmax_is_joint_over_all_branches_and_channels():

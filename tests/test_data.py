@@ -11,7 +11,7 @@ from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 import basicsr_restore  # noqa: F401
 from basicsr_restore.data.lmdb_io import LmdbWriter, read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.prepare.paired import write_pairs
+from basicsr_restore.prepare.common import write_pairs
 
 from conftest import noisy, photo, run, write_folder
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from basicsr_restore.archs.drcnet_arch import DRCNet, RegionNorm
-from basicsr_restore.archs.layers import SimAM
+from basicsr_restore.archs.drcnet_arch import DRCNet, RegionNorm, SimAM
 
 NORM_KEYS = ('norm.sa.conv1.weight', 'norm.sa.gamma_conv.weight', 'norm.sa.gamma_conv.bias',
              'norm.sa.beta_conv.weight', 'norm.sa.beta_conv.bias', 'norm.rn.bn_norm.weight', 'norm.rn.bn_norm.bias')
@@ -19,7 +18,7 @@ def tiny(**kw):
 
 
 def test_two_outputs_final_last_and_size_rule():
-    assert DRCNet.pad_multiple == 8 and DRCNet.multi_output is True and DRCNet.official_param_key == 'params'
+    assert DRCNet().size_rule[:2] == (8, 16) and DRCNet.card.multi_output and DRCNet.card.checkpoint_key == 'params'
     net = tiny().eval()
     x = torch.rand(2, 3, 16, 24)
     with torch.no_grad():
@@ -35,7 +34,7 @@ def test_two_outputs_final_last_and_size_rule():
     with pytest.raises(ValueError, match='2 pixels at its coarsest level'):
         net(torch.rand(1, 3, 8, 8))                    # 1x1 bottom map: the official network fails
     assert net(torch.rand(1, 3, 8, 16))[1].isfinite().all()
-    assert tiny(depth=3).pad_multiple == 4 and tiny(depth=3)(torch.rand(1, 3, 12, 12))[1].shape == (1, 3, 12, 12)
+    assert tiny(depth=3).size_rule.multiple == 4 and tiny(depth=3)(torch.rand(1, 3, 12, 12))[1].shape == (1, 3, 12, 12)
     with pytest.raises(ValueError, match='even'):
         DRCNet(wf=7)
 

@@ -17,7 +17,7 @@ def tiny(**kwargs):
 
 def test_registered_and_attributes():
     assert ARCH_REGISTRY.get('EIRN') is EIRN
-    assert EIRN.pad_multiple == 8 and EIRN.multi_output and EIRN.official_param_key is None
+    assert tiny().size_rule.multiple == 8 and EIRN.card.multi_output and EIRN.card.checkpoint_key is None
 
 
 @pytest.mark.parametrize('kwargs', [{}, dict(query_from='image+feat', query_channels=1),

@@ -12,7 +12,8 @@ from torch import nn
 import basicsr_restore  # noqa: F401
 from basicsr_restore import checkpoints
 from basicsr_restore.archs.irnext_arch import IRNeXt
-from basicsr_restore.infer import Restorer
+from basicsr_restore.archs.card import SizeRule
+from basicsr_restore.inference import Restorer
 
 from conftest import cli, noisy, photo, run, write_folder
 
@@ -22,8 +23,7 @@ TINY = {'num_res': 1, 'base_channel': 8}
 class InferTestPointwise(nn.Module):
     """A 1x1 convolution (identity weights by default) with a multiple of 8 and two outputs: per pixel, so
     every flip/rotation commutes with it and tiles cannot differ from the whole image."""
-    pad_multiple = 8
-    multi_output = True
+    size_rule = SizeRule(8)
 
     def __init__(self):
         super().__init__()
@@ -40,7 +40,7 @@ class InferTestPointwise(nn.Module):
 
 class InferTestConv(nn.Module):
     """Three 3x3 convolutions with zero padding: receptive-field radius 3, no global operation."""
-    pad_multiple = 4
+    size_rule = SizeRule(4)
 
     def __init__(self):
         super().__init__()

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 
 import basicsr_restore  # noqa: F401
+from basicsr_restore.archs.card import SizeRule
 from basicsr_restore.models.restoration_model import RestorationModel
 
 
@@ -21,8 +22,7 @@ def test_fft_loss_equals_direct_computation():
 
 class ThreeScales(torch.nn.Module):
     """Returns the input at 1/4, 1/2 and full size times a learnable gain."""
-    pad_multiple = 4
-    multi_output = True
+    size_rule = SizeRule(4)
 
     def __init__(self):
         super().__init__()

@@ -85,10 +85,10 @@ def test_single_residual_output_and_size_rules():
         assert torch.is_tensor(out) and out.shape == x.shape
         torch.nn.init.zeros_(net.conv_out.weight)
         assert torch.equal(net(x), x)
-    assert MIRNet.pad_multiple == 4 and MIRNet.multi_output is False and MIRNet.official_param_key == 'state_dict'
+    assert net.size_rule.multiple == 4 and not MIRNet.card.multi_output and MIRNet.card.checkpoint_key == 'state_dict'
     with pytest.raises(ValueError, match='multiples of 4, got 12x18'):
         net(torch.rand(1, 3, 12, 18))
-    assert MIRNet(n_feat=8, n_RRG=1, n_MSRB=1, height=4).pad_multiple == 8
+    assert MIRNet(n_feat=8, n_RRG=1, n_MSRB=1, height=4).size_rule.multiple == 8
     with pytest.raises(ValueError, match='stride'):
         MIRNet(stride=3)
 

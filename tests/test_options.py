@@ -19,6 +19,7 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.losses import build_loss
 from basicsr.utils.options import ordered_yaml
+from basicsr.utils.registry import ARCH_REGISTRY
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.models.restoration_model import RestorationModel
@@ -33,9 +34,6 @@ OPTION_FILES = sorted(glob.glob(os.path.join(ROOT, 'options', '**', '*.yml'), re
 RECIPES = sorted(os.path.relpath(p, ROOT) for p in OPTION_FILES if os.sep + 'demo' + os.sep not in p)
 PREPARED = {'GoPro': prepared_gopro, 'HIDE': prepared_hide, 'SIDD': prepared_sidd, 'Rain13K': prepared_rain,
             'DPDD': prepared_dpdd}
-#: parameter counts of the official configurations (EIRN-R: this package's presets)
-OFFICIAL_PARAMS = {'IRNeXt': {13205641, 5455241}, 'ChaIR': {15017001}, 'MIRNet': {31787419}, 'DRCNet': {18975798},
-                   'EIRN': {20780545, 16256689, 3761761}}
 VGG = 'experiments/pretrained_models/vgg19-dcbb9e9d.pth'
 
 
@@ -46,9 +44,9 @@ def load(path):
 
 @functools.lru_cache(maxsize=None)
 def network_facts(spec):
-    """(parameter count, pad_multiple) of ``network_g`` (a repr'd dict, for caching)."""
+    """(parameter count, size multiple) of ``network_g`` (a repr'd dict, for caching)."""
     net = build_network(eval(spec))  # noqa: S307 - our own repr
-    return sum(p.numel() for p in net.parameters()), net.pad_multiple
+    return sum(p.numel() for p in net.parameters()), net.size_rule.multiple
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +83,8 @@ def test_option_file_builds(rel, fixtures):
     assert opt['model_type'] == 'RestorationModel'
     assert opt['network_g']['type'] == net
     params, multiple = network_facts(repr(dict(opt['network_g'])))
-    assert params in OFFICIAL_PARAMS[net], f'{rel}: {params:,} parameters is not an official configuration of {net}'
+    official = {p.params for p in ARCH_REGISTRY.get(net).card.presets.values()}  # EIRN-R: this package's presets
+    assert params in official, f'{rel}: {params:,} parameters is not an official configuration of {net}'
     for key, ds_opt in opt['datasets'].items():
         ds_opt = dict(ds_opt, phase=key.split('_')[0], scale=1)
         for option in [k for k in ds_opt if k.startswith('dataroot_') or k == 'meta_info_file']:

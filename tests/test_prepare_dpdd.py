@@ -13,10 +13,12 @@ import torch
 
 from basicsr_restore.cli import main
 from basicsr_restore.data.dpdd_dataset import DualPixelDefocusDataset
-from basicsr_restore.data.lmdb_io import decode_image, read_meta_info
-from basicsr_restore.data.paired_dataset import PairedRestorationDataset, shared_env
+from basicsr_restore.data.lmdb_io import read_meta_info
+from basicsr_restore.imageio import decode as decode_image
+from basicsr_restore.data.lmdb_io import shared_env
+from basicsr_restore.data.paired_dataset import PairedRestorationDataset
 from basicsr_restore.prepare.common import keep_sharpest
-from basicsr_restore.prepare.paired import grid_positions
+from basicsr_restore.prepare.common import grid_positions
 
 from conftest import photo, prepared_once
 

@@ -8,7 +8,7 @@ import torch
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore import checkpoints, speed
-from basicsr_restore.archs.layers import restore_any_size
+from basicsr_restore.inference import restore_any_size
 from basicsr_restore.errors import OptionError
 from basicsr_restore.losses.fft_loss import FFTLoss
 

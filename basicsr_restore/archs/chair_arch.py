@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet
-from basicsr_restore.register import register
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.layers import BasicConv, MIMOUNet
 
 
 class ChannelDynamicConv(nn.Module):
@@ -121,8 +121,21 @@ class ResBlock(nn.Module):
         return self.conv2(out) + x
 
 
-@register('arch')
-class ChaIR(MultiScaleUNet):
+CARD = NetworkCard(
+    name='ChaIR',
+    paper='Cui & Knoll, "Exploring the potential of channel interactions for image restoration", '
+          'Knowledge-Based Systems 2023',
+    size=lambda **_: SizeRule(4, 8, 'the InstanceNorm of SCM1 needs more than one pixel at 1/4 scale'),
+    presets={'dehaze': Preset({}, 15_017_001, 'ChaIR.json', 'dehazing ITS and OTS releases (one configuration)')},
+    checkpoint_key='model',
+    outputs=('1/4 scale', '1/2 scale', 'full size'),
+    tiny={'num_res': 1, 'base_channel': 8},
+    checkpoint_blocks=('ResBlock',),
+    batch_rule='the BatchNorm of its channel attention (dyna_ch)',
+)
+
+
+class ChaIR(MIMOUNet):
     """ChaIR. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the (nearest-downsampled) input at
     its scale; inference uses the last.
 
@@ -132,8 +145,7 @@ class ChaIR(MultiScaleUNet):
         base_channel (int): width of the first level (official 32; other values are not an official
             configuration, meant for quick experiments).
     """
-    per_sample_batch_norm = 'the BatchNorm of its channel attention (dyna_ch)'
-    official_param_key = 'model'
+    card = CARD
 
     def __init__(self, num_res=16, base_channel=32):
         super().__init__(ResBlock, num_res, base_channel)

@@ -20,12 +20,36 @@ Checkpoints: BasicSR format ``{'params': state_dict}`` with the official key nam
 import torch
 from torch import nn
 
-from basicsr_restore.archs.layers import SimAM, check_multiple
-from basicsr_restore.register import register
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.layers import SAM
 
 
 def conv3x3(in_channels, out_channels, bias=True):
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+
+
+# ------------------------------------------------------------------------------------------- SimAM
+class SimAM(nn.Module):
+    """Parameter-free energy-based attention (SimAM, Yang et al., ICML 2021).
+
+    Every activation ``t`` of a channel is weighted by ``sigmoid(1/e*)``, where the minimal energy of
+    separating it from the other activations of its channel gives the importance
+    ``1/e* = (t - mu)^2 / (4 (var + e_lambda)) + 1/2``; ``mu`` and ``var`` are the channel's spatial
+    mean and variance (unbiased: divisor ``H*W - 1``), per sample.
+    """
+
+    def __init__(self, e_lambda=1e-4):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        n = x.shape[-2] * x.shape[-1] - 1
+        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
+        importance = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
+        return x * torch.sigmoid(importance)
+
+    def extra_repr(self):
+        return f'e_lambda={self.e_lambda}'
 
 
 # ------------------------------------------------------------------------- learnable region normalisation
@@ -167,23 +191,23 @@ class UpBlock(nn.Module):
         return self.conv_block(torch.cat([self.up(x), bridge], dim=1))
 
 
-class SAM(nn.Module):
-    """Supervised attention module (3x3 convs with bias): ``img = conv2(f) + image`` is the stage-1
-    output; ``conv1(f) * sigmoid(conv3(img)) + f`` goes on to stage 2."""
-
-    def __init__(self, n_feat, img_channels=3):
-        super().__init__()
-        self.conv1 = conv3x3(n_feat, n_feat)
-        self.conv2 = conv3x3(n_feat, img_channels)
-        self.conv3 = conv3x3(img_channels, n_feat)
-
-    def forward(self, feat, image):
-        img = self.conv2(feat) + image
-        return self.conv1(feat) * torch.sigmoid(self.conv3(img)) + feat, img
-
-
 # ----------------------------------------------------------------------------------------------- network
-@register('arch')
+CARD = NetworkCard(
+    name='DRCNet',
+    paper='Li et al., "Dynamic Image Restoration Contrastive Network", ECCV 2022',
+    size=lambda depth, **_: SizeRule(2 ** (depth - 1), 2 ** depth,
+                                     'its coarsest level needs at least 2 pixels: on a 1x1 map RN-L\'s InstanceNorm '
+                                     'fails and SimAM divides 0 by 0'),
+    presets={'default': Preset({'in_chn': 3, 'wf': 64, 'depth': 4, 'relu_slope': 0.2, 'hin_position_left': 0,
+                                'hin_position_right': 4}, 18_975_798, 'DRCNet.json',
+                               "the authors' GoPro, SIDD and Rain13K recipes")},
+    checkpoint_key='params',
+    outputs=('stage 1 (SAM image)', 'final'),
+    tiny={'wf': 8, 'depth': 3},
+    checkpoint_blocks=('DFRBlock', 'UpBlock'),
+)
+
+
 class DRCNet(nn.Module):
     """DRCNet. Returns ``[out_1, out_2]``: the stage-1 image (from SAM) and the final image, both
     residual to the input.
@@ -201,19 +225,14 @@ class DRCNet(nn.Module):
     InstanceNorm raises, and SimAM's variance of one pixel is 0/0, NaN), so 8x8 inputs are refused;
     ``min_size`` makes inference pad them to 16.
     """
-    pad_multiple = 8
-    min_size = 16
-    multi_output = True
-    official_param_key = 'params'
-    checkpoint_blocks = ('DFRBlock', 'UpBlock')
+    card = CARD
 
     def __init__(self, in_chn=3, wf=64, depth=4, relu_slope=0.2, hin_position_left=0, hin_position_right=4):
         super().__init__()
         if depth < 1 or wf < 2 or wf % 2:
             raise ValueError(f'DRCNet: depth must be >= 1 and wf a positive even number, got depth={depth}, wf={wf}')
         self.depth = depth
-        self.pad_multiple = 2 ** (depth - 1)
-        self.min_size = 2 * self.pad_multiple
+        self.size_rule = self.card.size(depth=depth)
         self.down_path_1 = nn.ModuleList()
         self.down_path_2 = nn.ModuleList()
         self.conv_01 = conv3x3(in_chn, wf)
@@ -237,15 +256,16 @@ class DRCNet(nn.Module):
             self.skip_conv_1.append(conv3x3(2 ** i * wf, 2 ** i * wf))
             self.skip_conv_2.append(conv3x3(2 ** i * wf, 2 ** i * wf))
             prev = 2 ** i * wf
-        self.sam12 = SAM(prev, in_chn)
+        self.sam12 = SAM(prev, in_chn, kernel_size=3, bias=True)
         self.cat12 = nn.Conv2d(prev * 2, prev, 1)
         self.last = conv3x3(prev, in_chn)
 
     def forward(self, x):
-        check_multiple('DRCNet', x, self.pad_multiple)
-        if x.shape[-2] * x.shape[-1] < 2 * self.pad_multiple ** 2:
+        multiple = self.size_rule.multiple
+        self.size_rule.check('DRCNet', x, minimum=False)
+        if x.shape[-2] * x.shape[-1] < 2 * multiple ** 2:
             raise ValueError(f'DRCNet needs at least 2 pixels at its coarsest level, got {x.shape[-2]}x{x.shape[-1]} '
-                             f'(a 1x1 map there): use inputs larger than {self.pad_multiple}x{self.pad_multiple}.')
+                             f'(a 1x1 map there): use inputs larger than {multiple}x{multiple}.')
         image = x
         # stage 1: encoder skips ``encs`` (fine to coarse) and decoder outputs ``decs`` (coarse to fine)
         x1 = self.conv_01(image)

@@ -12,7 +12,7 @@ degraded image holds the importance of each pixel; the mechanism is used in the 
 *multistage feature fusion block*; one architecture for deblurring, denoising and deraining, one model per
 task.
 
-Guessed (no public source), following the project's spec: the skeleton is MPRNet (Zamir et al., CVPR 2021;
+Guessed (no public source): the skeleton is MPRNet (Zamir et al., CVPR 2021;
 ``swz30/MPRNet``, written here from scratch) with two changes:
 
 * **QKB** replaces MPRNet's channel-attention block: ``y = x + K * Q`` with the key
@@ -35,16 +35,16 @@ only the fusion keys are named ``mffb{k}.key_{enc,dec}`` instead of ``csff_{enc,
 
 Task presets (MPRNet's widths): deblur ``n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32`` (default,
 20,780,545 parameters, ~803 GMACs at 256x256); denoise ``80, 48, 32`` (16,256,689); derain ``40, 20, 16``
-(3,761,761). No official checkpoint exists (``official_param_key=None``); the committed manifests
+(3,761,761). No official checkpoint exists (the card's ``checkpoint_key`` is None); the committed manifests
 ``EIRN_{deblur,denoise,derain}.json`` pin this module's own layout so that saved checkpoints stay loadable.
-The spec's alternative HINet skeleton is not implemented.
+A HINet skeleton, the other plausible reading of the abstract, is not implemented.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.archs.layers import check_multiple
-from basicsr_restore.register import register
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.layers import SAM, ChannelAttention
 
 QUERY_FROM = ('image', 'image+feat')
 
@@ -136,18 +136,6 @@ class MFFB(nn.Module):
 
 
 # ------------------------------------------------------------------------- MPRNet's parts (ablation)
-class ChannelAttention(nn.Module):
-    """Squeeze-excitation: global mean -> 1x1 (C -> C/r) -> ReLU -> 1x1 -> sigmoid -> scale."""
-
-    def __init__(self, channels, reduction):
-        super().__init__()
-        self.conv_du = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1, bias=False), nn.ReLU(inplace=True),
-                                     nn.Conv2d(channels // reduction, channels, 1, bias=False), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
-
-
 class CAB(nn.Module):
     """MPRNet's channel-attention block (``qk_in_blocks=False``): ``x + CA(conv3x3(PReLU(conv3x3(x))))``.
     Takes (and ignores) the query-stem map so that it is interchangeable with :class:`QKB`."""
@@ -192,20 +180,6 @@ class UpSample(nn.Module):
 
     def forward(self, x):
         return self.up(x)
-
-
-class SAM(nn.Module):
-    """Supervised attention module (1x1 convs): returns the attended features and the stage's image."""
-
-    def __init__(self, channels):
-        super().__init__()
-        self.conv1 = conv(channels, channels, 1)
-        self.conv2 = conv(channels, 3, 1)
-        self.conv3 = conv(3, channels, 1)
-
-    def forward(self, x, x_img):
-        img = self.conv2(x) + x_img
-        return self.conv1(x) * torch.sigmoid(self.conv3(img)) + x, img
 
 
 # --------------------------------------------------------------------------------------- the stages
@@ -305,7 +279,26 @@ def halves_to_full(t):
     return torch.cat([top, bottom], dim=2)
 
 
-@register('arch')
+CARD = NetworkCard(
+    name='EIRN',
+    paper='EIRN-R: a reconstruction of EIRN (Zhang, Qingdao University; code, weights and paper unpublished) '
+          'on the MPRNet skeleton (Zamir et al., CVPR 2021)',
+    size=lambda **_: SizeRule(8, 0, 'stage 1 works on quadrants that its U-Net halves twice'),
+    presets={
+        'deblur': Preset({'n_feat': 96, 'scale_unetfeats': 48, 'scale_orsnetfeats': 32}, 20_780_545,
+                         'EIRN_deblur.json', "GoPro (this package's preset)"),
+        'denoise': Preset({'n_feat': 80, 'scale_unetfeats': 48, 'scale_orsnetfeats': 32}, 16_256_689,
+                          'EIRN_denoise.json', "SIDD (this package's preset)"),
+        'derain': Preset({'n_feat': 40, 'scale_unetfeats': 20, 'scale_orsnetfeats': 16}, 3_761_761,
+                         'EIRN_derain.json', 'Rain13K (this package\'s preset, MPRNet\'s widths)'),
+    },
+    checkpoint_key=None,
+    outputs=('stage 1', 'stage 2', 'stage 3 (final)'),
+    tiny={'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1},
+    checkpoint_blocks=('QKB', 'CAB', 'MFFB'),
+)
+
+
 class EIRN(nn.Module):
     """EIRN-R (reconstruction of EIRN, see the module docstring). Returns ``[stage1, stage2, stage3]``, all
     full resolution, the last one final (MPRNet's own order is the reverse).
@@ -322,14 +315,12 @@ class EIRN(nn.Module):
         query_channels: ``'C'`` (one query per pixel and channel) or ``1`` (one per pixel, broadcast).
         reduction (int): channel reduction of the channel attention; used only with ``qk_in_blocks=False``.
     """
-    pad_multiple = 8
-    multi_output = True
-    official_param_key = None
-    checkpoint_blocks = ('QKB', 'CAB', 'MFFB')
+    card = CARD
 
     def __init__(self, n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32, num_cab=8, qk_in_blocks=True,
                  qk_in_fusion=True, query_from='image', query_channels='C', reduction=4):
         super().__init__()
+        self.size_rule = self.card.size()
         if query_from not in QUERY_FROM:
             raise ValueError(f'EIRN: query_from must be one of {QUERY_FROM}, got {query_from!r}')
         if query_channels not in ('C', 1):
@@ -360,14 +351,14 @@ class EIRN(nn.Module):
         self.stage2_encoder = Encoder(widths, s_u, make_block, fusion=True, qk_in_fusion=qk_in_fusion, **gate)
         self.stage2_decoder = Decoder(widths, s_u, make_block)
         self.stage3_orsnet = ORSNet(c, s_o, s_u, num_cab, make_block, qk_in_fusion=qk_in_fusion, **gate)
-        self.sam12 = SAM(c)
-        self.sam23 = SAM(c)
+        self.sam12 = SAM(c, kernel_size=1, bias=False)
+        self.sam23 = SAM(c, kernel_size=1, bias=False)
         self.concat12 = conv(2 * c, c, 3)
         self.concat23 = conv(2 * c, c + s_o, 3)
         self.tail = conv(c + s_o, 3, 3)
 
     def forward(self, x):
-        check_multiple('EIRN', x, self.pad_multiple)
+        self.size_rule.check('EIRN', x)
         h, w = x.shape[-2:]
         # the patches of each stage are processed as one batch: 4B quadrants, 2B halves
         halves = torch.cat([x[:, :, :h // 2], x[:, :, h // 2:]], dim=0)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.archs.layers import BasicConv, MultiScaleUNet
-from basicsr_restore.register import register
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.layers import BasicConv, MIMOUNet
 
 
 def box_sums(x, kh, kw):
@@ -123,8 +123,24 @@ class ResBlock(nn.Module):
         return self.main(x) + x
 
 
-@register('arch')
-class IRNeXt(MultiScaleUNet):
+CARD = NetworkCard(
+    name='IRNeXt',
+    paper='Cui et al., "IRNeXt: Rethinking convolutional network design for image restoration", ICML 2023',
+    size=lambda **_: SizeRule(32, 64, 'its 1/32-scale maps are reflect-padded'),
+    presets={
+        'dehaze': Preset({}, 5_455_241, 'IRNeXt_dehaze.json', 'dehazing (ITS/OTS) release'),
+        'deblur': Preset({'num_res': 14, 'low_pass': 'local'}, 13_205_641, 'IRNeXt_deblur.json',
+                         'motion deblurring (GoPro) release; also the recipes for SIDD, Rain13K and DPDD'),
+    },
+    checkpoint_key='model',
+    outputs=('1/4 scale', '1/2 scale', 'full size'),
+    tiny={'num_res': 1, 'base_channel': 8},
+    checkpoint_blocks=('ResBlock',),
+    batch_rule='the BatchNorm of its dynamic filters',
+)
+
+
+class IRNeXt(MIMOUNet):
     """IRNeXt. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the input at its scale.
 
     Args:
@@ -136,11 +152,7 @@ class IRNeXt(MultiScaleUNet):
         base_channel (int): width of the first level (official 32; other values are not an official
             configuration, meant for quick experiments; must be a multiple of 8).
     """
-    pad_multiple = 32
-    min_size = 64
-    min_size_reason = 'its 1/32-scale maps are reflect-padded'
-    per_sample_batch_norm = 'the BatchNorm of its dynamic filters'
-    official_param_key = 'model'
+    card = CARD
 
     def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32):
         filter_kwargs = dict(low_pass=low_pass, base_size=base_size, train_size=train_size)

@@ -1,4 +1,5 @@
-"""Blocks shared by two or more networks, and the padding helpers every caller uses.
+"""Blocks shared by two or more networks: the MIMO-UNet skeleton of IRNeXt and ChaIR (with its conv units),
+channel attention (MIRNet, EIRN) and the supervised attention module (DRCNet, EIRN).
 
 Attribute names follow the official checkpoints (``main``, ``merge``, ``layers``, ``feat_extract`` ...),
 so that released weights load without key mapping.
@@ -6,53 +7,6 @@ so that released weights load without key mapping.
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-# ----------------------------------------------------------------------------------------------- sizes
-def check_multiple(net_name, x, multiple):
-    """Raise a clear error when the spatial size of ``x`` is not a multiple of ``multiple``."""
-    h, w = x.shape[-2:]
-    if h % multiple or w % multiple:
-        hint = ('set datasets.train.gt_size to a multiple of {m}'
-                if torch.is_grad_enabled() else 'pad the input first (basicsr_restore.archs.layers.pad_to_multiple; '
-                'RestorationModel and `basicsr-restore infer` do it for you)')
-        raise ValueError(f'{net_name} needs height and width that are multiples of {multiple}, got {h}x{w}: '
-                         + hint.format(m=multiple))
-
-
-def pad_to_multiple(x, multiple, mode='reflect', min_size=0):
-    """Pad ``x`` (N,C,H,W) at the bottom/right to multiples of ``multiple`` (and at least ``min_size``);
-    return it and the original size. Reflection needs the pad to be smaller than the image; tiny images
-    fall back to replication.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = max((-h) % multiple, min_size - h), max((-w) % multiple, min_size - w)
-    if ph or pw:
-        if mode == 'reflect' and (ph >= h or pw >= w):
-            mode = 'replicate'
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
-def crop_to(outputs, size):
-    """Crop a tensor or a list of multi-scale outputs back to ``size`` (scaled for the coarser outputs)."""
-    h, w = size
-    if torch.is_tensor(outputs):
-        return outputs[..., :h, :w]
-    full_h = outputs[-1].shape[-2]
-    cropped = []
-    for out in outputs:
-        factor = full_h // out.shape[-2]
-        cropped.append(out[..., :-(-h // factor), :-(-w // factor)])
-    return cropped
-
-
-def restore_any_size(net, x):
-    """Run ``net`` on ``x`` of any size: pad to the network's ``pad_multiple``/``min_size``, take the final
-    output of a multi-output network, crop back to the input size. The caller picks eval/no_grad."""
-    padded, size = pad_to_multiple(x, getattr(net, 'pad_multiple', 1), min_size=getattr(net, 'min_size', 0))
-    out = net(padded)
-    return crop_to(out[-1] if isinstance(out, (list, tuple)) else out, size)
 
 
 # ------------------------------------------------------------------------------------ basic conv units
@@ -113,25 +67,19 @@ class ResStage(nn.Module):
         return self.layers(x)
 
 
-class MultiScaleUNet(nn.Module):
-    """Three-level U-Net with multi-scale inputs and residual outputs ``[1/4, 1/2, 1]`` (coarse to fine).
+class MIMOUNet(nn.Module):
+    """The MIMO-UNet skeleton (Cho et al., "Rethinking coarse-to-fine approach in single image deblurring",
+    ICCV 2021) that IRNeXt and ChaIR fill with their own residual blocks: a three-level U-Net fed the image at
+    1, 1/2 and 1/4 scale (SCM, FAM) that returns residual outputs ``[1/4, 1/2, 1]`` (coarse to fine).
 
     Subclasses pass ``make_block(channel, special) -> nn.Module``: the residual block of the network, with
-    its special module when ``special`` is true, and state their input rules as class attributes (checked
-    with clear errors before every forward).
+    its special module when ``special`` is true, and carry the network card (size rule, batch rule), checked
+    with clear errors before every forward.
     """
-    pad_multiple = 4
-    min_size = 8
-    multi_output = True
-    #: blocks that ``speed.checkpoint: true`` recomputes in the backward pass
-    checkpoint_blocks = ('ResBlock',)
-    #: why inputs must be at least ``min_size`` pixels (for the error message)
-    min_size_reason = 'the InstanceNorm of SCM1 needs more than one pixel at 1/4 scale'
-    #: the BatchNorm that sees one value per sample, so that training needs batches of 2 (None: no such rule)
-    per_sample_batch_norm = None
 
     def __init__(self, make_block, num_res, base_channel=32):
         super().__init__()
+        self.size_rule = self.card.size()
         c1, c2, c3 = base_channel, base_channel * 2, base_channel * 4
         self.Encoder = nn.ModuleList([ResStage(c, num_res, make_block) for c in (c1, c2, c3)])
         self.feat_extract = nn.ModuleList([
@@ -153,14 +101,9 @@ class MultiScaleUNet(nn.Module):
 
     def check_input(self, x):
         name = type(self).__name__
-        check_multiple(name, x, self.pad_multiple)
-        if min(x.shape[-2:]) < self.min_size:
-            size = self.min_size
-            raise ValueError(f'{name} needs inputs of at least {size}x{size} ({self.min_size_reason}), '
-                             f'got {x.shape[-2]}x{x.shape[-1]}: set datasets.train.gt_size to {self.min_size} or more, '
-                             'or pad the input.')
-        if self.training and x.shape[0] < 2 and self.per_sample_batch_norm:
-            raise ValueError(f'{name} trains {self.per_sample_batch_norm} over one value per sample: set '
+        self.size_rule.check(name, x)
+        if self.training and x.shape[0] < 2 and self.card.batch_rule:
+            raise ValueError(f'{name} trains {self.card.batch_rule} over one value per sample: set '
                              'datasets.train.batch_size_per_gpu to 2 or more.')
 
     def forward(self, x):
@@ -184,24 +127,35 @@ class MultiScaleUNet(nn.Module):
 
 
 # ---------------------------------------------------------------------------------- attention units
-class SimAM(nn.Module):
-    """Parameter-free energy-based attention (SimAM, Yang et al., ICML 2021).
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation (MIRNet's DAU, EIRN's CAB): global mean, 1x1 conv C -> C/r, ReLU, 1x1 conv
+    C/r -> C, sigmoid, rescale. Bias-free; keys ``conv_du.0``, ``conv_du.2``."""
 
-    Every activation ``t`` of a channel is weighted by ``sigmoid(1/e*)``, where the minimal energy of
-    separating it from the other activations of its channel gives the importance
-    ``1/e* = (t - mu)^2 / (4 (var + e_lambda)) + 1/2``; ``mu`` and ``var`` are the channel's spatial
-    mean and variance (unbiased: divisor ``H*W - 1``), per sample.
-    """
-
-    def __init__(self, e_lambda=1e-4):
+    def __init__(self, channels, reduction=8):
         super().__init__()
-        self.e_lambda = e_lambda
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1, bias=False),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x):
-        n = x.shape[-2] * x.shape[-1] - 1
-        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
-        importance = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * torch.sigmoid(importance)
+        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
 
-    def extra_repr(self):
-        return f'e_lambda={self.e_lambda}'
+
+class SAM(nn.Module):
+    """Supervised attention module of the multi-stage networks (MPRNet's; DRCNet: 3x3 convs with bias, EIRN:
+    1x1 bias-free): ``img = conv2(f) + image`` is the stage's output image, ``conv1(f) * sigmoid(conv3(img)) + f``
+    goes on to the next stage. Returns ``(features, img)``."""
+
+    def __init__(self, channels, img_channels=3, kernel_size=3, bias=True):
+        super().__init__()
+        pad = kernel_size // 2
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=bias)
+        self.conv2 = nn.Conv2d(channels, img_channels, kernel_size, padding=pad, bias=bias)
+        self.conv3 = nn.Conv2d(img_channels, channels, kernel_size, padding=pad, bias=bias)
+
+    def forward(self, feat, image):
+        img = self.conv2(feat) + image
+        return self.conv1(feat) * torch.sigmoid(self.conv3(img)) + feat, img

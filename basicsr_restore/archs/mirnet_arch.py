@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from basicsr_restore.archs.layers import check_multiple
-from basicsr_restore.register import register
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.layers import ChannelAttention
 
 
 # ------------------------------------------------------------------------------------------ attention
@@ -52,23 +52,6 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x):
         return x * torch.sigmoid(self.spatial(x))
-
-
-class ChannelAttention(nn.Module):
-    """Squeeze-and-excitation: global average, 1x1 conv C->C/r, ReLU, 1x1 conv C/r->C, sigmoid, rescale.
-    Keys ``conv_du.0``, ``conv_du.2``."""
-
-    def __init__(self, channels, reduction=8):
-        super().__init__()
-        self.conv_du = nn.Sequential(
-            nn.Conv2d(channels, channels // reduction, 1, bias=False),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels // reduction, channels, 1, bias=False),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x):
-        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
 
 
 class DAU(nn.Module):
@@ -244,7 +227,21 @@ class RRG(nn.Module):
         return self.body(x) + x
 
 
-@register('arch')
+CARD = NetworkCard(
+    name='MIRNet',
+    paper='Zamir et al., "Learning enriched features for real image restoration and enhancement", ECCV 2020',
+    size=lambda height, **_: SizeRule(2 ** (height - 1), 0, f'its {height} streams halve the size {height - 1} times'),
+    presets={'default': Preset({'in_channels': 3, 'out_channels': 3, 'n_feat': 64, 'kernel_size': 3, 'stride': 2,
+                                'n_RRG': 3, 'n_MSRB': 2, 'height': 3, 'width': 2, 'bias': False}, 31_787_419,
+                               'MIRNet.json',
+                               'every official task (denoising SIDD/DND, super-resolution, enhancement)')},
+    checkpoint_key='state_dict',
+    outputs=('full size',),
+    tiny={'n_feat': 8, 'n_RRG': 1, 'n_MSRB': 1},
+    checkpoint_blocks=('MSRB',),
+)
+
+
 class MIRNet(nn.Module):
     """MIRNet: ``conv_in``, ``n_RRG`` recursive residual groups (``body``), ``conv_out``, plus the input.
 
@@ -259,10 +256,7 @@ class MIRNet(nn.Module):
         bias (bool): bias of ``conv_in``, ``conv_out`` and each MSRB's ``conv_out`` only (False); as
             officially, every other conv is bias-free regardless.
     """
-    pad_multiple = 4
-    multi_output = False
-    checkpoint_blocks = ('MSRB',)
-    official_param_key = 'state_dict'
+    card = CARD
 
     def __init__(self, in_channels=3, out_channels=3, n_feat=64, kernel_size=3, stride=2, n_RRG=3, n_MSRB=2,
                  height=3, width=2, bias=False):
@@ -272,12 +266,12 @@ class MIRNet(nn.Module):
         if in_channels != out_channels:
             raise ValueError(f'MIRNet adds its input to its output: in_channels ({in_channels}) must equal '
                              f'out_channels ({out_channels})')
-        self.pad_multiple = 2 ** (height - 1)
+        self.size_rule = self.card.size(height=height)
         dau_act = nn.PReLU()  # one slope shared by every DAU; registered only inside the DAUs
         self.conv_in = nn.Conv2d(in_channels, n_feat, kernel_size, padding=(kernel_size - 1) // 2, bias=bias)
         self.body = nn.Sequential(*[RRG(n_feat, n_MSRB, height, width, dau_act, bias) for _ in range(n_RRG)])
         self.conv_out = nn.Conv2d(n_feat, out_channels, kernel_size, padding=(kernel_size - 1) // 2, bias=bias)
 
     def forward(self, x):
-        check_multiple('MIRNet', x, self.pad_multiple)
+        self.size_rule.check('MIRNet', x)
         return self.conv_out(self.body(self.conv_in(x))) + x

@@ -22,7 +22,8 @@ from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 
 from basicsr_restore.data.lmdb_io import read_meta_info
-from basicsr_restore.data.paired_dataset import PairedRestorationDataset, centre_crop, list_images, to_float
+from basicsr_restore.data.paired_dataset import PairedRestorationDataset, centre_crop
+from basicsr_restore.imageio import images_in, to_float
 from basicsr_restore.register import register
 
 
@@ -66,7 +67,7 @@ class DualPixelDefocusDataset(PairedRestorationDataset):
                              'preparation.')
 
     def _match_right_files(self, right):
-        rights = list_images(right)
+        rights = images_in(right, recursive=True)
         self.right_paths, missing = {}, []
         for rel in self.keys:
             candidates = [rel, rel[:-2] + '_R' if rel.endswith('_L') else None, rel + '_R']

@@ -27,6 +27,8 @@ import cv2
 import lmdb
 import numpy as np
 
+from basicsr_restore.imageio import atomic_path
+
 _UNSAFE = re.compile(r'[^A-Za-z0-9_\-/]')
 _META = re.compile(r'^(?P<key>\S+?)(?:\.png)?\s+\((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\d+)\)')
 META_NAME = 'meta_info.txt'
@@ -54,15 +56,6 @@ def encode_png(img, compress_level=1, where='image'):
     return buf.tobytes()
 
 
-def decode_image(buf, where):
-    """Decode PNG/JPEG bytes unchanged: uint8 or uint16, HxW or HxWxC (BGR order)."""
-    img = None if buf is None else cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f'{where}: the stored bytes are not a decodable image (corrupt LMDB or file?). '
-                         'Re-create it with `basicsr-restore prepare`.')
-    return img
-
-
 def read_meta_info(lmdb_path):
     """``[(key, (h, w, c)), ...]`` from ``<lmdb_path>/meta_info.txt``."""
     meta = os.path.join(lmdb_path, META_NAME)
@@ -83,6 +76,39 @@ def read_meta_info(lmdb_path):
 
 def open_lmdb(path, readonly=True):
     return lmdb.open(path, readonly=readonly, lock=False, readahead=False, meminit=False)
+
+
+_ENVS = {}
+
+
+def _env_key(path):
+    data = os.path.join(path, 'data.mdb')
+    stat = os.stat(data) if os.path.exists(data) else None
+    return os.getpid(), os.path.realpath(path), stat and stat.st_ino, stat and stat.st_mtime_ns  # a rewrite is new
+
+
+def shared_env(path):
+    """One read-only LMDB environment per file and process: lmdb refuses to open the same environment twice in
+    a process, which happens when several datasets (a test set and its indoor/outdoor subsets) read one LMDB.
+    Worker processes (another pid) open their own."""
+    key = _env_key(path)
+    if key not in _ENVS:
+        _ENVS[key] = open_lmdb(path)
+    return _ENVS[key]
+
+
+def count_entries(path):
+    """Entries stored in an LMDB, without leaving it open (DataLoader workers forked later must open it
+    themselves), unless this process reads it already."""
+    env = _ENVS.get(_env_key(path))
+    if env is not None:
+        return env.stat()['entries']
+    env = open_lmdb(path)
+    try:
+        return env.stat()['entries']
+    finally:
+        env.close()
+
 
 
 class LmdbWriter:
@@ -165,11 +191,10 @@ def publish_partial(path):
 
 def _write_commit_record(folder, paths):
     record = os.path.join(folder, COMMIT_NAME)
-    with open(f'{record}.tmp', 'w', encoding='utf-8') as f:
+    with atomic_path(record) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         json.dump({'publish': [os.path.basename(p) for p in paths]}, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(f'{record}.tmp', record)
 
 
 def recover(folder):

@@ -11,7 +11,8 @@ Options (``datasets.<phase>``), a superset of basicsr's PairedImageDataset:
 * ``channels``: channels every image must have (default 3); ``scale``: LQ size x scale = GT size (1);
 * ``val_crop_size``: outside training, score a centre crop of this size (top/left ``(size - crop) // 2``, as
   Restormer's validation crops; images smaller than the crop are used whole); default: whole images;
-* ``bit_depth: 8``: reduce 16-bit images to 8 bits as OpenCV's ``IMREAD_COLOR`` does (``>> 8``), the
+* ``bit_depth: 8``: reduce 16-bit images to 8 bits by the package's one rule (the top byte, as OpenCV's
+  ``IMREAD_COLOR`` does), the
   convention of the published single-image DPDD numbers; default: keep what is stored;
 * ``meta_info_file``: a text file listing the keys to use (first word of each line, ``.png`` optional), e.g.
   the ``indoor.txt`` / ``outdoor.txt`` subsets of DPDD's test set; default: every pair.
@@ -24,70 +25,13 @@ Any problem with the data raises one error naming the dataset, the image key and
 import os
 import random
 
-import numpy as np
 from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 from torch.utils import data
 
-from basicsr_restore.data.lmdb_io import check_published, decode_image, open_lmdb, read_meta_info
+from basicsr_restore.data.lmdb_io import check_published, count_entries, read_meta_info, shared_env
+from basicsr_restore.imageio import decode, images_in, to_8bit, to_float
 from basicsr_restore.register import register
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
-def to_float(img, where):
-    """uint8/uint16 image -> float32 HxWxC in [0, 1]."""
-    scale = _SCALES.get(img.dtype)
-    if scale is None:
-        raise ValueError(f'{where}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
-    img = img.astype(np.float32) / scale
-    return img[:, :, None] if img.ndim == 2 else img
-
-
-def list_images(root):
-    """Relative paths (without extension) -> file path, recursively, for every image under ``root``."""
-    found = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                rel = os.path.relpath(os.path.join(folder, stem), root).replace(os.sep, '/')
-                found[rel] = os.path.join(folder, name)
-    return found
-
-
-_ENVS = {}
-
-
-def _env_key(path):
-    data = os.path.join(path, 'data.mdb')
-    stat = os.stat(data) if os.path.exists(data) else None
-    return os.getpid(), os.path.realpath(path), stat and stat.st_ino, stat and stat.st_mtime_ns  # a rewrite is new
-
-
-def shared_env(path):
-    """One read-only LMDB environment per file and process: lmdb refuses to open the same environment twice in
-    a process, which happens when several datasets (a test set and its indoor/outdoor subsets) read one LMDB.
-    Worker processes (another pid) open their own."""
-    key = _env_key(path)
-    if key not in _ENVS:
-        _ENVS[key] = open_lmdb(path)
-    return _ENVS[key]
-
-
-def count_entries(path):
-    """Entries stored in an LMDB, without leaving it open (DataLoader workers forked later must open it
-    themselves), unless this process reads it already."""
-    env = _ENVS.get(_env_key(path))
-    if env is not None:
-        return env.stat()['entries']
-    env = open_lmdb(path)
-    try:
-        return env.stat()['entries']
-    finally:
-        env.close()
-
 
 def centre_crop(images, size, scale=1):
     """The centre ``size`` x ``size`` window of every image (the first is the GT, ``scale`` times larger than
@@ -177,7 +121,7 @@ class PairedRestorationDataset(data.Dataset):
         return sorted(keys['gt'])
 
     def _disk_pairs(self):
-        gts, lqs = list_images(self.roots['gt']), list_images(self.roots['lq'])
+        gts, lqs = images_in(self.roots['gt'], recursive=True), images_in(self.roots['lq'], recursive=True)
         tmpl = self.opt.get('filename_tmpl', '{}')
         self.paths = {}
         for rel, lq_path in lqs.items():
@@ -226,13 +170,11 @@ class PairedRestorationDataset(data.Dataset):
 
     def _decode(self, buf, where):
         """Stored bytes -> uint8/uint16 HxWxC (``bit_depth`` applied, channels checked)."""
-        img = decode_image(buf, where)
-        if self.bit_depth == 8 and img.dtype == np.uint16:
-            img = (img >> 8).astype(np.uint8)
+        img = decode(buf, where)
+        if self.bit_depth == 8:
+            img = to_8bit(img)
         if img.ndim == 2:
             img = img[:, :, None]
-        if img.dtype not in _SCALES:
-            raise ValueError(f'{where}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
         if img.shape[2] != self.channels:
             raise ValueError(f'{where} has {img.shape[2]} channels, the dataset expects {self.channels} '
                              '(option channels). Convert the images or set the option.')

@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.register import register
 
 _REDUCTIONS = ('mean', 'sum', 'none')
 GAUSS_5 = (0.05, 0.25, 0.4, 0.25, 0.05)
@@ -25,7 +24,6 @@ def laplacian(x, kernel):
     return x - gaussian_blur(upsampled, kernel)
 
 
-@register('loss')
 class EdgeLoss(nn.Module):
     """``loss_weight * Charbonnier(lap(pred), lap(target))`` with ``sqrt(d^2 + eps)`` per element.
 

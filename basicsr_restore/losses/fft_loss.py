@@ -2,7 +2,6 @@
 import torch
 from torch import nn
 
-from basicsr_restore.register import register
 
 _REDUCTIONS = ('mean', 'sum', 'none')
 
@@ -23,7 +22,6 @@ def fft_l1(pred, target, reduction='mean'):
     return diff
 
 
-@register('loss')
 class FFTLoss(nn.Module):
     """``loss_weight * mean |FFT(pred) - FFT(target)|`` with real and imaginary parts stacked.
 

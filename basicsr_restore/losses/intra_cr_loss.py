@@ -21,10 +21,9 @@ import os
 
 import torch
 import torch.nn.functional as F
-from basicsr.archs.vgg_arch import NAMES
 from torch import nn
 
-from basicsr_restore.register import register
+from basicsr_restore import checkpoints
 
 VGG19_FILE = 'vgg19-dcbb9e9d.pth'
 #: where BasicSR's own VGG feature extractor looks for the same file (relative to the working directory)
@@ -33,6 +32,19 @@ DEFAULT_VGG_WEIGHTS = os.path.join('experiments', 'pretrained_models', VGG19_FIL
 _VGG19_CFG = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg19_layer_names():
+    """Names of the modules of ``vgg19().features`` in order: ``conv1_1, relu1_1, ..., pool1, conv2_1, ...``."""
+    names, block, conv = [], 1, 1
+    for v in _VGG19_CFG:
+        if v == 'M':
+            names.append(f'pool{block}')
+            block, conv = block + 1, 1
+        else:
+            names += [f'conv{block}_{conv}', f'relu{block}_{conv}']
+            conv += 1
+    return names
 
 
 def vgg19_features(num_layers):
@@ -48,7 +60,7 @@ def vgg19_features(num_layers):
 
 
 class VGG19Taps(nn.Module):
-    """Frozen VGG19 prefix returning the activations at ``taps`` (names as in basicsr's ``NAMES['vgg19']``,
+    """Frozen VGG19 prefix returning the activations at ``taps`` (BasicSR's names, :func:`vgg19_layer_names`,
     e.g. ``relu3_1``), shallow to deep.
 
     Args:
@@ -60,7 +72,7 @@ class VGG19Taps(nn.Module):
 
     def __init__(self, taps, weights, use_input_norm=False):
         super().__init__()
-        names = NAMES['vgg19']
+        names = vgg19_layer_names()
         unknown = [t for t in taps if t not in names]
         if unknown or not taps:
             raise ValueError(f'VGG19 taps must be a non-empty list of layer names from {names}, got {list(taps)}')
@@ -90,7 +102,7 @@ class VGG19Taps(nn.Module):
                 "torchvision's vgg19 layout, features.0.weight ...; published at "
                 f'https://download.pytorch.org/models/{VGG19_FILE}), or set the loss option vgg_weights to the path '
                 "of that file. Nothing is downloaded. (vgg_weights: random builds an untrained VGG, for tests only.)")
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state, _ = checkpoints.read_state_dict(path, what='IntraCRLoss vgg_weights')
         own = self.features.state_dict()
         wanted = {k: state.get(f'features.{k}') for k in own}
         missing = [f'features.{k}' for k, v in wanted.items() if v is None]
@@ -113,7 +125,6 @@ class VGG19Taps(nn.Module):
         return taps
 
 
-@register('loss')
 class IntraCRLoss(nn.Module):
     """DRCNet's training loss: L1 plus intra-class contrastive regularisation, called as
     ``loss(pred, target, lq)`` (``needs_lq``: the model passes the degraded input).
@@ -138,6 +149,8 @@ class IntraCRLoss(nn.Module):
     and the ratios are computed in float32. ``target`` and ``lq`` never receive gradients.
     """
     needs_lq = True
+    #: options that build it without external files (tests, ``bench`` without the VGG19 file)
+    example_options = {'vgg_weights': 'random'}
 
     def __init__(self, loss_weight=1.0, reduction='mean', pixel_weight=1.0, cr_weight=0.05,
                  neg_lambdas=(1.0, 0.95, 0.9), neg_weights=None, layer_taps=('relu1_1', 'relu2_1', 'relu3_1'),

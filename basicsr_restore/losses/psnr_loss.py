@@ -4,10 +4,8 @@ import math
 import torch
 from torch import nn
 
-from basicsr_restore.register import register
 
 
-@register('loss')
 class PSNRLoss(nn.Module):
     """``loss_weight * 10/ln(10) * mean_over_batch(log(MSE_per_image + 1e-8))``.
 

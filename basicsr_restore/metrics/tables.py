@@ -85,10 +85,9 @@ def format_csv(rows):
 
 
 def _write_atomic(path, text):
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8', newline='') as f:
+    from basicsr_restore.imageio import atomic_path
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def write_tables(rows, folder, stem, title=None):

@@ -20,7 +20,7 @@ lists every key it reads, and any other key is an error before the run starts, s
 * **speed switches** (top-level ``speed:``, see :mod:`basicsr_restore.speed`): bf16/fp16 autocast (fp16 with a
   GradScaler whose state is resumed), channels_last, ``torch.compile`` of the training step and of restoring,
   activation checkpointing; checkpoints stay plain float32 state dicts with the official keys;
-* test-time padding to the network's ``pad_multiple`` (reflect, bottom/right) and crop back; the last
+* test-time padding to the network's size rule (its card; reflect, bottom/right) and crop back; the last
   output is the result;
 * validation scored with the dataset's protocol (``val.metric_input``, ``val.save_bit_depth``, per-image tables at
   the end of ``basicsr.test`` runs), **sharded over DDP ranks** and gathered (equal to one process);
@@ -42,10 +42,12 @@ from basicsr.utils.dist_util import master_only
 from torch.utils.data import default_collate
 
 from basicsr_restore import distributed, resume, speed
-from basicsr_restore.archs.layers import restore_any_size
-from basicsr_restore.checkpoints import (CheckpointError, check_finite, extract_state_dict, fit_summary, load_into,
-                                         non_finite_keys, read_checkpoint)
+from basicsr_restore.archs.card import size_rule
+from basicsr_restore.checkpoints import (CheckpointError, check_finite, find_state_dict, fit_summary, load_into,
+                                         non_finite_keys, official_key, read_checkpoint)
 from basicsr_restore.errors import TestSetsMissing, TrainingStopped
+from basicsr_restore.imageio import atomic_path
+from basicsr_restore.inference import restore_any_size
 from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
 from basicsr_restore.models.step_guard import StepGuard
 from basicsr_restore.register import register
@@ -172,14 +174,22 @@ class RestorationModel(SRModel):
 
     # ------------------------------------------------------------------------------------ weights
     def load_network(self, net, load_path, strict=True, param_key='params'):
-        where = f"path.pretrain_network_g '{load_path}'"
-        checkpoint = read_checkpoint(load_path, trusted=self.opt['path'].get('weights_only_g', True) is False,
+        """basicsr's loader, through the package's one checkpoint rule (``checkpoints.detect_key``): the key named
+        by ``path.param_key_g``, else ``params`` for the network being trained and ``params_ema`` for the EMA copy
+        and for tests (then the other BasicSR key, the network's official key, the other known keys)."""
+        path_opt = self.opt['path']
+        ema_copy = param_key == 'params_ema'
+        checkpoint = read_checkpoint(load_path, trusted=path_opt.get('weights_only_g', True) is False,
                                      what='path.pretrain_network_g', trust_hint='set path.weights_only_g: false')
-        if param_key == 'params_ema' and 'params_ema' not in checkpoint:
-            param_key = self.opt['path'].get('param_key_g', 'params')
-        state = extract_state_dict(checkpoint, param_key, where)
-        check_finite(state, where)
+        asked = path_opt.get('param_key_g')
+        if ema_copy and isinstance(checkpoint, dict) and 'params_ema' in checkpoint:
+            asked = 'params_ema'
+        where = f"path.pretrain_network_g '{load_path}'"
         bare = self.get_bare_model(net)
+        state, info = find_state_dict(checkpoint, asked, official_key(bare),
+                                      prefer_ema=ema_copy or not self.opt['is_train'], where=where)
+        check_finite(state, where)
+        param_key = info['key']
         hint = (' Check network_g and path.param_key_g, or set path.strict_load_g: false to load what fits.'
                 if strict else '')
         try:
@@ -195,11 +205,10 @@ class RestorationModel(SRModel):
                                f'{len(unexpected)} unexpected.')
 
     def _atomic_save(self, obj, path):
-        tmp = f'{path}.tmp{os.getpid()}'
         for attempt in range(3):
             try:
-                torch.save(obj, tmp)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    torch.save(obj, tmp)
                 return
             except OSError as exc:
                 get_root_logger().warning(f'Saving {path} failed ({exc}); retry {attempt + 1}/3.')
@@ -411,7 +420,8 @@ class RestorationModel(SRModel):
         was_training = net.training
         net.eval()
         with torch.no_grad(), speed.autocast(self.speed, self.device):
-            self.output = restore_any_size(self.restorer(bare), speed.to_memory_format(self.lq, self.speed)).float()
+            lq = speed.to_memory_format(self.lq, self.speed)
+            self.output = restore_any_size(self.restorer(bare), lq, size_rule(bare)).float()
         if was_training:
             net.train()
 

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from basicsr_restore.imageio import ImageError, atomic_path, decode, images_in
 
 
 class LayoutError(ValueError):
@@ -74,16 +74,11 @@ def first_dir(root, candidates):
 
 def image_files(folder):
     """``{stem: path}`` of the images directly inside ``folder`` (not recursive); a stem used twice (``a.png``
-    and ``a.jpg``) is an error, because both would get the same key."""
-    found = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTENSIONS and os.path.isfile(os.path.join(folder, name)):
-            if stem in found:
-                raise LayoutError(f"'{folder}' holds two images named '{stem}' ({os.path.basename(found[stem])} and "
-                                  f'{name}); keep one of them.')
-            found[stem] = os.path.join(folder, name)
-    return found
+    and ``a.jpg``) is a layout error, because both would get the same key."""
+    try:
+        return images_in(folder)
+    except ImageError as exc:
+        raise LayoutError(str(exc)) from None
 
 
 def pair_dirs(base, lq_names, gt_names):
@@ -200,15 +195,40 @@ def keep_sharpest(gt_crops, drop_fraction):
     return [i for i in range(n) if i not in dropped]
 
 
+def grid_positions(length, crop, step, thresh_size):
+    """Offsets of the crops along one axis: every ``step``, plus one at the border when more than ``thresh_size``
+    pixels would be left out (basicsr's ``extract_subimages`` grid)."""
+    if length <= crop:
+        return [0]
+    positions = list(range(0, length - crop + 1, step))
+    if length - (positions[-1] + crop) > thresh_size:
+        positions.append(length - crop)
+    return positions
+
+
+def crops(img, crop, step, thresh_size):
+    """Yield ``(index, sub_image)`` over the grid (index from 1); the whole image (index None) when ``crop`` is
+    None."""
+    if not crop:
+        yield None, img
+        return
+    h, w = img.shape[:2]
+    index = 0
+    for y in grid_positions(h, crop, step, thresh_size):
+        for x in grid_positions(w, crop, step, thresh_size):
+            index += 1
+            yield index, img[y:y + crop, x:x + crop]
+
+
 def write_streams(items, out_dir, streams, crop=None, step=None, drop_blurry=0.0, compress_level=1, overwrite=False,
-                  desc='images'):
-    """Write ``[(key, {stream: path})]`` into ``out_dir/<stream>.lmdb``, every stream cut on the same grid
-    (``<key>_s<index>``, the index of the window on the full grid, so dropped windows leave gaps) and, with
-    ``drop_blurry``, without the least sharp windows of each image (ranked on the ``gt`` stream)."""
+                  desc='images', thresh_size=0, key_prefix=''):
+    """The one LMDB writer of the preparers: ``[(key, {stream: image or path})]`` into ``out_dir/<stream>.lmdb``,
+    every stream cut on the same grid (``<key>_s<index>``, the index of the window on the full grid, so dropped
+    windows leave gaps) and, with ``drop_blurry``, without the least sharp windows of each image (ranked on the
+    ``gt`` stream). All LMDBs are published together (``lmdb_io.lmdb_group``). Returns the counts."""
     from tqdm import tqdm
 
     from basicsr_restore.data.lmdb_io import lmdb_group, safe_key
-    from basicsr_restore.prepare.paired import crops, read_image
 
     start = time.time()
     counts = {'pairs': 0, 'sub_images': 0, 'stored_whole': 0, 'dropped': 0}
@@ -216,27 +236,49 @@ def write_streams(items, out_dir, streams, crop=None, step=None, drop_blurry=0.0
     lmdb_paths = {s: os.path.join(out_dir, f'{s}.lmdb') for s in streams}
     with lmdb_group(list(lmdb_paths.values()), compress_level, overwrite) as by_path:
         writers = {s: by_path[p] for s, p in lmdb_paths.items()}
-        for key, paths in tqdm(items, desc=desc, unit='img'):
-            imgs = {s: read_image(paths[s]) for s in streams}
+        for key, sources in tqdm(items, desc=desc, unit='img'):
+            imgs = {s: decode(sources[s], f'{key}: {s}') if isinstance(sources[s], str) else sources[s]
+                    for s in streams}
             shapes = {s: img.shape for s, img in imgs.items()}
             if len({shape[:2] for shape in shapes.values()}) != 1:
-                raise ValueError(f'{key}: the views differ in size ({shapes}); all views of one scene must be aligned.')
+                raise ValueError(f'{key}: the views differ in size ({shapes}); all views of one scene must be aligned '
+                                 'and of equal size.')
             if crop and min(imgs['gt'].shape[:2]) < crop:
                 counts['stored_whole'] += 1
-            windows = {s: list(crops(img, crop, step or crop, 0)) for s, img in imgs.items()}
+            windows = {s: list(crops(img, crop, step or crop, thresh_size)) for s, img in imgs.items()}
             indices = range(len(windows['gt']))
             if crop and drop_blurry:
                 indices = keep_sharpest([w for _, w in windows['gt']], drop_blurry)
                 counts['dropped'] += len(windows['gt']) - len(indices)
+            base = safe_key(key_prefix + key)
             for i in indices:
                 index = windows['gt'][i][0]
-                sub_key = safe_key(key) if index is None else f'{safe_key(key)}_s{index:03d}'
+                sub_key = base if index is None else f'{base}_s{index:03d}'
                 for s in streams:
                     writers[s].put(sub_key, np.ascontiguousarray(windows[s][i][1]))
                 counts['sub_images'] += 1
             counts['pairs'] += 1
     counts['seconds'] = round(time.time() - start, 1)
     return counts
+
+
+def write_pairs(pairs, out_dir, crop=None, step=None, thresh_size=0, compress_level=1, overwrite=False,
+                desc='pairs', key_prefix=''):
+    """``[(name, gt image or path, lq image or path)]`` into ``out_dir/{gt,lq}.lmdb`` (:func:`write_streams`);
+    the counts with ``out`` and ``megabytes``."""
+    items = [(name, {'gt': gt, 'lq': lq}) for name, gt, lq in pairs]
+    counts = write_streams(items, out_dir, ('gt', 'lq'), crop, step, 0.0, compress_level, overwrite, desc,
+                           thresh_size, key_prefix)
+    counts.update(out=out_dir, megabytes=folder_megabytes([os.path.join(out_dir, f'{k}.lmdb') for k in ('gt', 'lq')]))
+    return counts
+
+
+def format_summary(summary):
+    """One line on what :func:`write_pairs` wrote."""
+    return (f"wrote {summary['sub_images']} pairs from {summary['pairs']} images into {summary['out']}/gt.lmdb and "
+            f"lq.lmdb ({summary['megabytes']} MB, {summary['seconds']} s)"
+            + (f"; {summary['stored_whole']} images smaller than the crop were stored whole"
+               if summary['stored_whole'] else ''))
 
 
 def write_extra_files(out_dir, files, only_missing=False):
@@ -246,15 +288,12 @@ def write_extra_files(out_dir, files, only_missing=False):
         path = os.path.join(out_dir, name)
         if only_missing and os.path.exists(path):
             continue
-        with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+        with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
-        os.replace(f'{path}.tmp', path)
 
 
 def run_splits(title, dst, splits, overwrite=False, compress_level=1):
     """Write every split (see the module docstring for the restart rule) and print the summary table."""
-    from basicsr_restore.prepare.paired import write_pairs
-
     start = time.time()
     rows = []
     for split in splits:
@@ -318,77 +357,55 @@ def no_layout(dataset, src, expected_layouts):
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def _crop_options(crop, step, what):
+def crop_options(crop, step, what):
+    """``options`` of a :class:`Verb` that cuts sub-images: ``--crop`` and ``--step`` with these defaults."""
     def add(p):
         p.add_argument('--crop', type=int, default=crop, help=f'sub-image size of the {what} (default {crop})')
         p.add_argument('--step', type=int, default=step, help=f'grid step of the sub-images (default {step})')
     return add
 
 
-def _gopro_options(p):
-    _crop_options(512, 256, 'train frames')(p)
-    p.add_argument('--split', choices=('train', 'test', 'all'), default='all',
-                   help='prepare one split only (then SRC may be that split\'s folder itself); default all')
+@dataclass(frozen=True)
+class Verb:
+    """A ``basicsr-restore prepare <name>`` sub-command, declared by the preparer module that runs it in its
+    ``VERBS`` dict. ``options(parser)`` adds its own options; ``src_dst``: it takes ``SRC DST`` and the common
+    ``--overwrite``/``--compress-level`` (the dataset preparers)."""
+    run: Callable
+    help: str
+    options: Optional[Callable] = None
+    src_dst: bool = True
 
 
-def _realblur_options(p):
-    p.add_argument('--variant', choices=('J', 'R', 'both'), default='both', help='RealBlur-J, -R or both (default)')
+def preparer_modules():
+    """Every module of ``basicsr_restore.prepare`` that declares ``VERBS``, in name order."""
+    import importlib
+    import pkgutil
 
-
-def _rain13k_options(p):
-    p.add_argument('--crop', type=int, default=None, help='cut the training images into sub-images (default: keep '
-                                                          'them whole, as the published recipes do)')
-    p.add_argument('--step', type=int, default=None, help='grid step of the sub-images (default: CROP)')
-    p.add_argument('--train-only', action='store_true', help='skip the test sets even when they are found')
-
-
-def _dpdd_options(p):
-    _crop_options(512, 204, 'train images')(p)
-    p.add_argument('--drop-blurry', type=float, default=0.3,
-                   help='fraction of the least sharp train crops of each image to drop (default 0.3, the published '
-                        'filter; 0 keeps all)')
-    p.add_argument('--split', choices=('train', 'val', 'test', 'all'), default='all', help='default all')
-
-
-#: command -> (module, function, one-line help, extra options)
-COMMANDS = {
-    'gopro': ('gopro', 'run_gopro', 'GoPro: train cut into 512x512 crops (step 256), test whole', _gopro_options),
-    'hide': ('gopro', 'run_hide', 'HIDE test set (GoPro-trained models), whole images', None),
-    'realblur': ('gopro', 'run_realblur', 'RealBlur-J/R test sets, whole images', _realblur_options),
-    'sidd': ('sidd', 'run_sidd', 'SIDD-Medium sRGB scene folders -> 512x512 crops (step 384)',
-             _crop_options(512, 384, 'frames')),
-    'sidd-val': ('sidd', 'run_sidd_val', 'SIDD validation .mat blocks -> 1,280 pairs of 256x256', None),
-    'rain13k': ('rain', 'run_rain13k', 'Rain13K training set, plus the five test sets when found', _rain13k_options),
-    'rain100h': ('rain', 'run_test_set', 'Rain100H test set', None),
-    'rain100l': ('rain', 'run_test_set', 'Rain100L test set', None),
-    'test100': ('rain', 'run_test_set', 'Test100 test set', None),
-    'test1200': ('rain', 'run_test_set', 'Test1200 test set', None),
-    'test2800': ('rain', 'run_test_set', 'Test2800 test set', None),
-    'dpdd': ('dpdd', 'run_dpdd', 'DPDD dual-pixel defocus set, 16-bit: train crops (stride 204, sharpness filter), '
-             'val and test whole', _dpdd_options),
-}
+    import basicsr_restore.prepare as package
+    modules = [importlib.import_module(f'basicsr_restore.prepare.{m.name}')
+               for m in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name)]
+    return [m for m in modules if getattr(m, 'VERBS', None)]
 
 
 def add_dataset_parsers(kinds):
-    """Add one ``prepare <dataset> SRC DST`` sub-command per entry of :data:`COMMANDS`."""
+    """One ``prepare <name>`` sub-command per verb that the preparer modules declare."""
     import argparse
-    import importlib
-    for name, (module, func, help_text, extra) in COMMANDS.items():
-        doc = importlib.import_module(f'basicsr_restore.prepare.{module}').__doc__
-        p = kinds.add_parser(name, help=help_text, description=doc,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument('src', metavar='SRC', help='the download as unpacked (see datasets/README.md)')
-        p.add_argument('dst', metavar='DST', help='output folder, e.g. datasets/GoPro')
-        p.add_argument('--overwrite', action='store_true',
-                       help='rebuild splits that exist already (each is replaced only once its new copy is complete)')
-        p.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default 1, as basicsr)')
-        if extra:
-            extra(p)
-        p.set_defaults(prepare_runner=f'basicsr_restore.prepare.{module}:{func}')
+    for module in preparer_modules():
+        for name, verb in module.VERBS.items():
+            p = kinds.add_parser(name, help=verb.help, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+            if verb.src_dst:
+                p.add_argument('src', metavar='SRC', help='the download as unpacked (see datasets/README.md)')
+                p.add_argument('dst', metavar='DST', help='output folder, e.g. datasets/GoPro')
+                p.add_argument('--overwrite', action='store_true', help='rebuild splits that exist already (each is '
+                               'replaced only once its new copy is complete)')
+                p.add_argument('--compress-level', type=int, default=1,
+                               help='PNG compression 0-9 (default 1, as basicsr)')
+            if verb.options:
+                verb.options(p)
+            p.set_defaults(prepare_verb=verb.run)
 
 
 def run_command(args):
-    """Run the preparer chosen by :func:`add_dataset_parsers`."""
-    import importlib
-    module, func = args.prepare_runner.split(':')
-    return getattr(importlib.import_module(module), func)(args)
+    """Run the verb chosen by :func:`add_dataset_parsers`."""
+    return args.prepare_verb(args)

@@ -12,7 +12,8 @@ import os
 import cv2
 import numpy as np
 
-from basicsr_restore.prepare.paired import format_summary, write_pairs
+from basicsr_restore.imageio import write_image
+from basicsr_restore.prepare.common import Verb, format_summary, write_pairs
 
 TRAIN_IMAGES = ('astronaut', 'coffee', 'rocket', 'motorcycle')
 VAL_IMAGE = 'chelsea'
@@ -50,8 +51,19 @@ def run(args):
     for kind, img in (('gt', val_gt), ('lq', val_lq)):
         folder = os.path.join(args.out, 'val', kind)
         os.makedirs(folder, exist_ok=True)
-        cv2.imwrite(os.path.join(folder, f'{VAL_IMAGE}.png'), img)
+        write_image(os.path.join(folder, f'{VAL_IMAGE}.png'), img)
     psnr = 10 * np.log10(255.0**2 / np.mean((val_gt.astype(np.float64) - val_lq) ** 2))
     print(f'demo validation image {VAL_IMAGE} ({val_gt.shape[1]}x{val_gt.shape[0]}, {args.task}): '
           f'degraded input PSNR {psnr:.2f} dB; written to {args.out}/val')
     return summary
+
+
+def _options(p):
+    p.add_argument('--out', default='datasets/demo', help='output folder (default datasets/demo)')
+    p.add_argument('--task', default='denoise', choices=('denoise', 'deblur'))
+    p.add_argument('--sigma', type=float, default=25.0, help='noise sigma on the 0-255 scale (denoise; default 25)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--overwrite', action='store_true')
+
+
+VERBS = {'demo': Verb(run, "small offline set from scikit-image's bundled photos", _options, src_dst=False)}

@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-from basicsr_restore.prepare.common import LayoutError, Split, first_dir, image_files, no_layout, run_splits
+from basicsr_restore.prepare.common import (LayoutError, Split, Verb, crop_options, first_dir, image_files, no_layout,
+                                            run_splits)
 
 STREAMS = ('gt', 'lqC', 'lqL', 'lqR')
 RESTORMER_DIRS = {'lqL': 'inputL', 'lqR': 'inputR', 'lqC': 'inputC', 'gt': 'target'}
@@ -125,3 +126,18 @@ def run_dpdd(args):
                             step=args.step if train else None, drop_blurry=args.drop_blurry if train else 0.0,
                             official=OFFICIAL[name], note=note, extra_files=extra))
     return run_splits('DPDD', args.dst, splits, args.overwrite, args.compress_level)
+
+
+# ------------------------------------------------------------------------------------------- verbs
+def _dpdd_options(p):
+    crop_options(512, 204, 'train images')(p)
+    p.add_argument('--drop-blurry', type=float, default=0.3,
+                   help='fraction of the least sharp train crops of each image to drop (default 0.3, the published '
+                        'filter; 0 keeps all)')
+    p.add_argument('--split', choices=('train', 'val', 'test', 'all'), default='all', help='default all')
+
+
+VERBS = {
+    'dpdd': Verb(run_dpdd, 'DPDD dual-pixel defocus set, 16-bit: train crops (stride 204, sharpness filter), '
+                 'val and test whole', _dpdd_options),
+}

@@ -24,8 +24,8 @@ RealBlur-J/R (Rim et al., ECCV 2020; 980 test pairs each) from the original rele
 import os
 import re
 
-from basicsr_restore.prepare.common import (LayoutError, Split, first_dir, image_files, listing, no_layout, pair_dirs,
-                                            pair_files, replace_rule, run_splits)
+from basicsr_restore.prepare.common import (LayoutError, Split, Verb, crop_options, first_dir, image_files, listing,
+                                            no_layout, pair_dirs, pair_files, replace_rule, run_splits)
 
 LQ_NAMES = ('input', 'blur')
 GT_NAMES = ('target', 'sharp', 'gt', 'groundtruth')
@@ -176,3 +176,21 @@ def run_realblur(args):
     splits = [Split(f'test/RealBlur_{v}', pairs=lambda p=p: p, official=f'980 test pairs (RealBlur-{v}), stored whole')
               for v, p in found.items() if p]
     return run_splits('RealBlur', args.dst, splits, args.overwrite, args.compress_level)
+
+
+# ------------------------------------------------------------------------------------------- verbs
+def _gopro_options(p):
+    crop_options(512, 256, 'train frames')(p)
+    p.add_argument('--split', choices=('train', 'test', 'all'), default='all',
+                   help='prepare one split only (then SRC may be that split\'s folder itself); default all')
+
+
+def _realblur_options(p):
+    p.add_argument('--variant', choices=('J', 'R', 'both'), default='both', help='RealBlur-J, -R or both (default)')
+
+
+VERBS = {
+    'gopro': Verb(run_gopro, 'GoPro: train cut into 512x512 crops (step 256), test whole', _gopro_options),
+    'hide': Verb(run_hide, 'HIDE test set (GoPro-trained models), whole images'),
+    'realblur': Verb(run_realblur, 'RealBlur-J/R test sets, whole images', _realblur_options),
+}

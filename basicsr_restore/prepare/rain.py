@@ -13,7 +13,8 @@ single-set commands write only their set. Rain sets are scored on the Y channel 
 """
 import os
 
-from basicsr_restore.prepare.common import Split, first_dir, no_layout, pair_dirs, pair_files, replace_rule, run_splits
+from basicsr_restore.prepare.common import (Split, Verb, first_dir, no_layout, pair_dirs, pair_files, replace_rule,
+                                            run_splits)
 
 LQ_NAMES = ('input', 'rain', 'rainy')
 GT_NAMES = ('target', 'norain', 'gt', 'groundtruth', 'clean')
@@ -90,3 +91,21 @@ def run_test_set(args):
         raise no_layout(folder, args.src, layouts(folder, 'test'))
     return run_splits(folder, args.dst, [Split(f'test/{folder}', pairs=lambda: pairs, official=official)],
                       args.overwrite, args.compress_level)
+
+
+# ------------------------------------------------------------------------------------------- verbs
+def _rain13k_options(p):
+    p.add_argument('--crop', type=int, default=None, help='cut the training images into sub-images (default: keep '
+                                                          'them whole, as the published recipes do)')
+    p.add_argument('--step', type=int, default=None, help='grid step of the sub-images (default: CROP)')
+    p.add_argument('--train-only', action='store_true', help='skip the test sets even when they are found')
+
+
+VERBS = {
+    'rain13k': Verb(run_rain13k, 'Rain13K training set, plus the five test sets when found', _rain13k_options),
+    'rain100h': Verb(run_test_set, 'Rain100H test set'),
+    'rain100l': Verb(run_test_set, 'Rain100L test set'),
+    'test100': Verb(run_test_set, 'Test100 test set'),
+    'test1200': Verb(run_test_set, 'Test1200 test set'),
+    'test2800': Verb(run_test_set, 'Test2800 test set'),
+}

@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from basicsr_restore.prepare.common import (IMAGE_EXTENSIONS, LayoutError, Split, first_dir, listing, no_layout,
+from basicsr_restore.imageio import is_image
+from basicsr_restore.prepare.common import (LayoutError, Split, Verb, crop_options, first_dir, listing, no_layout,
                                             pair_dirs, pair_files, run_splits)
 
 SIDD_LAYOUTS = ['SIDD-Medium sRGB as released: SIDD_Medium_Srgb/Data/<scene>/0001_NOISY_SRGB_010.PNG with '
@@ -31,8 +32,8 @@ def scene_pairs(src):
     pairs, orphans = [], []
     for folder, _, files in os.walk(src):
         for name in sorted(files):
-            stem, ext = os.path.splitext(name)
-            if 'NOISY' not in stem or ext.lower() not in IMAGE_EXTENSIONS:
+            stem = os.path.splitext(name)[0]
+            if 'NOISY' not in stem or not is_image(name):
                 continue
             gt = os.path.join(folder, name.replace('NOISY', 'GT', 1))
             if not os.path.isfile(gt):
@@ -159,3 +160,10 @@ def run_sidd_val(args):
     pairs = sidd_val_pairs(args.src)
     split = Split('val', pairs=lambda: pairs, official='1,280 blocks of 256x256 (40 images x 32 blocks)')
     return run_splits('SIDD validation', args.dst, [split], args.overwrite, args.compress_level)
+
+
+VERBS = {
+    'sidd': Verb(run_sidd, 'SIDD-Medium sRGB scene folders -> 512x512 crops (step 384)',
+                 crop_options(512, 384, 'frames')),
+    'sidd-val': Verb(run_sidd_val, 'SIDD validation .mat blocks -> 1,280 pairs of 256x256'),
+}

@@ -1,0 +1,134 @@
+"""Image files and bytes, one rule each: which names are images, decoding to uint8/uint16, 16 -> 8 bits,
+float conversion, labelled strips, and atomic writes. Every reader and writer of the package uses it.
+
+* Images are the files ending in :data:`IMAGE_EXTENSIONS` (any case); outputs keep a lossless input format
+  (:data:`LOSSLESS_EXTENSIONS`) and become PNG otherwise.
+* Decoding keeps the file's bit depth and channels (BGR order, as OpenCV and basicsr).
+* 16 -> 8 bits is ``value >> 8`` (the top byte), the rule OpenCV applies when it reads a 16-bit file as 8-bit,
+  so that a 16-bit set trained at ``bit_depth: 8`` sees the pixels that basicsr's own reading would give.
+* Float images are ``value / peak`` (255 or 65535) in float32.
+* :func:`atomic_path` writes through a temporary file in the same folder that is renamed over the target once
+  complete: an interrupted or failed write never leaves a torn file, nor replaces a good one.
+"""
+import contextlib
+import os
+
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.webp')
+LOSSLESS_EXTENSIONS = ('.png', '.tif', '.tiff')
+PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or written; the message names the file and says what is supported."""
+
+
+def is_image(name):
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def output_extension(name):
+    """The extension an output for input ``name`` gets: the input's when lossless, else ``.png``."""
+    ext = os.path.splitext(name)[1].lower()
+    return ext if ext in LOSSLESS_EXTENSIONS else '.png'
+
+
+def images_in(folder, recursive=False):
+    """``{stem or relative stem: path}`` of the images in ``folder`` (``/`` separated when recursive), sorted.
+    Two images with one stem (``a.png`` and ``a.jpg``) are an error: they would get the same key."""
+    found = {}
+    walk = os.walk(folder) if recursive else [(folder, None, os.listdir(folder))]
+    for here, _, names in walk:
+        for name in sorted(names):
+            path = os.path.join(here, name)
+            if not is_image(name) or not os.path.isfile(path):
+                continue
+            stem = os.path.relpath(os.path.splitext(path)[0], folder).replace(os.sep, '/')
+            if stem in found:
+                raise ImageError(f"'{folder}' holds two images named '{stem}' ({os.path.basename(found[stem])} and "
+                                 f'{name}); keep one of them.')
+            found[stem] = path
+    return dict(sorted(found.items()))
+
+
+def decode(data, where):
+    """Decode a path or encoded bytes unchanged: uint8 or uint16, HxW or HxWxC (BGR). Clear errors for what
+    cannot be decoded or has another pixel type."""
+    import cv2
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        what = 'the stored bytes are not a decodable image (corrupt LMDB or file?)'
+    else:
+        img = cv2.imread(str(data), cv2.IMREAD_UNCHANGED)
+        what = 'not a file OpenCV can decode (PNG, TIFF, JPEG, BMP, WebP), or a damaged one'
+    if img is None:
+        raise ImageError(f'{where}: {what}.')
+    if img.dtype not in PEAKS:
+        raise ImageError(f'{where}: {img.dtype} pixels; only 8- and 16-bit images are supported '
+                         '(convert float images to 16-bit first).')
+    return img
+
+
+def to_8bit(img):
+    """uint16 -> uint8 by the top byte (``>> 8``); uint8 unchanged."""
+    return (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img
+
+
+def to_float(img, where='image'):
+    """uint8/uint16 image -> float32 in [0, 1] (HxW becomes HxWx1)."""
+    peak = PEAKS.get(img.dtype)
+    if peak is None:
+        raise ImageError(f'{where}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+    img = img.astype(np.float32) / peak
+    return img[:, :, None] if img.ndim == 2 else img
+
+
+def from_float(img, dtype):
+    """float image in [0, 1] -> ``dtype`` (uint8/uint16), rounded to the nearest level, clipped."""
+    peak = PEAKS[np.dtype(dtype)]
+    return np.round(np.clip(img, 0, 1) * peak).astype(dtype)
+
+
+def temporary_name(path, keep_extension=False):
+    """The temporary file of an atomic write of ``path``: ``<path>.tmp<pid>`` (``<root>.tmp<pid><ext>`` when the
+    writer picks the format by extension). Interrupted runs can leave them; ``resume`` sweeps them."""
+    if keep_extension:
+        root, ext = os.path.splitext(str(path))
+        return f'{root}.tmp{os.getpid()}{ext}'
+    return f'{path}.tmp{os.getpid()}'
+
+
+@contextlib.contextmanager
+def atomic_path(path, keep_extension=False):
+    """``with atomic_path(p) as tmp: write(tmp)``: ``tmp`` (same folder) replaces ``p`` only when the block ends
+    without error; on any error or interruption ``tmp`` is removed and ``p`` is untouched."""
+    tmp = temporary_name(path, keep_extension)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_image(path, img):
+    """Write ``img`` (any format OpenCV encodes by the extension), atomically; a clear error when it cannot."""
+    import cv2
+    with atomic_path(path, keep_extension=True) as tmp:
+        try:
+            ok, why = cv2.imwrite(tmp, img), 'OpenCV could not encode it'
+        except cv2.error as exc:
+            ok, why = False, str(exc).strip().splitlines()[-1]
+        if not ok:
+            raise ImageError(f"cannot write '{path}': {why}.")
+
+
+def labelled(img, text):
+    """8-bit ``img`` with ``text`` in white on a black box at its top-left corner (for comparison strips)."""
+    import cv2
+    img = img.copy()
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+    cv2.rectangle(img, (0, 0), (w + 12, h + base + 10), (0, 0, 0), thickness=-1)
+    cv2.putText(img, text, (6, h + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
