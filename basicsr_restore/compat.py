@@ -46,11 +46,6 @@ def ensure_import_fixes():
         note(f'served a stand-in for the missing module {name}')
 
 
-def import_fixes_report():
-    """Which stand-in modules were served so far (after ``import basicsr``)."""
-    return list(_autoload.STATE.get('aliases_served', []))
-
-
 class _PinnedRootOptions(OrderedDict):
     """Option dict whose ``root_path`` stays the redirected one.
 

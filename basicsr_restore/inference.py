@@ -44,19 +44,6 @@ def pad_to_multiple(x, multiple, mode='reflect', min_size=0):
     return x, (h, w)
 
 
-def crop_to(outputs, size):
-    """Crop a tensor or a list of multi-scale outputs back to ``size`` (scaled for the coarser outputs)."""
-    h, w = size
-    if torch.is_tensor(outputs):
-        return outputs[..., :h, :w]
-    full_h = outputs[-1].shape[-2]
-    cropped = []
-    for out in outputs:
-        factor = full_h // out.shape[-2]
-        cropped.append(out[..., :-(-h // factor), :-(-w // factor)])
-    return cropped
-
-
 def final_output(out):
     """The restored image among a network's outputs: the last of a list (its card's ``outputs``), or the tensor."""
     return out[-1] if isinstance(out, (list, tuple)) else out
@@ -68,7 +55,7 @@ def restore_any_size(net, x, rule=None):
     wrapped network; then pass the bare network's rule."""
     rule = rule or size_rule(net)
     padded, size = pad_to_multiple(x, rule.multiple, min_size=rule.min_size)
-    return crop_to(final_output(net(padded)), size)
+    return final_output(net(padded))[..., :size[0], :size[1]]
 
 
 # --------------------------------------------------------------------------------------------- forward

@@ -9,7 +9,7 @@ from basicsr_restore import checkpoints
 from basicsr_restore.archs.irnext_arch import IRNeXt
 from basicsr_restore.cli import main
 
-TINY = ['--arch-args', 'num_res=1', 'base_channel=8']
+TINY = ['--arch-args', *[f'{k}={v}' for k, v in IRNeXt.card.tiny.items()]]
 
 
 def cli(capsys, *args):

@@ -184,7 +184,7 @@ def test_patches_cut_before_the_float_conversion_are_bit_identical_to_converting
     from basicsr.data.transforms import augment
     from basicsr.utils import img2tensor
 
-    from basicsr_restore.data.paired_dataset import to_float
+    from basicsr_restore.imageio import to_float
     top = 255 if bits == 8 else 65535
     dtype = np.uint8 if bits == 8 else np.uint16
     gts = {f'p{i}.png': photo((40, 52), seed=i, dtype=dtype) for i in range(3)}
@@ -195,7 +195,7 @@ def test_patches_cut_before_the_float_conversion_are_bit_identical_to_converting
     def converted_first(index):
         key = ds.keys[index]
         (gt, _), (lq, _) = ds._read('gt', key), ds._read('lq', key)
-        gt, lq = ds._random_crop(to_float(gt, 'gt'), to_float(lq, 'lq'), key)
+        gt, lq = ds._random_crop([to_float(gt, 'gt'), to_float(lq, 'lq')], key)
         return img2tensor(augment([gt, lq], ds.hflip, ds.rot), bgr2rgb=True, float32=True)
 
     for seed in range(12):

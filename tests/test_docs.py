@@ -8,6 +8,7 @@ import pytest
 from basicsr.utils.registry import ARCH_REGISTRY
 
 import basicsr_restore  # noqa: F401
+from basicsr_restore.archs.card import constructor_arguments
 from basicsr_restore.register import OURS
 
 from conftest import ROOT
@@ -25,7 +26,11 @@ def test_every_network_has_a_page_that_agrees_with_its_card(name):
         assert f'`{preset_name}`' in text and f'{preset.params:,}' in text, f'{name} preset {preset_name}'
     if card.checkpoint_key:
         assert f'`{card.checkpoint_key}`' in text or f"'{card.checkpoint_key}'" in text
-    assert f'docs/networks/{name}.md' in open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
+    readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
+    assert f'docs/networks/{name}.md' in readme
+    row = [line for line in readme.splitlines() if line.startswith(f'| `{name}` |')]
+    assert row and all(f'{p.params:,}' in '\n'.join(row) for p in card.presets.values()), 'README network table'
+    assert f'| {card.size(**constructor_arguments(ARCH_REGISTRY.get(name), {})).multiple}' in '\n'.join(row)
 
 
 def test_no_file_points_at_files_outside_the_repository():

@@ -7,7 +7,7 @@ import basicsr_restore  # noqa: F401  (registers the archs)
 from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_restore.archs.eirn_arch import EIRN, MFFB, QKB, QueryGate
 
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+TINY = dict(EIRN.card.tiny)
 
 
 def tiny(**kwargs):

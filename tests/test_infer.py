@@ -11,13 +11,13 @@ from torch import nn
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore import checkpoints
-from basicsr_restore.archs.irnext_arch import IRNeXt
 from basicsr_restore.archs.card import SizeRule
+from basicsr_restore.archs.irnext_arch import IRNeXt
 from basicsr_restore.inference import Restorer
 
 from conftest import cli, noisy, photo, run, write_folder
 
-TINY = {'num_res': 1, 'base_channel': 8}
+TINY = dict(IRNeXt.card.tiny)
 
 
 class InferTestPointwise(nn.Module):

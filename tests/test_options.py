@@ -154,13 +154,11 @@ def test_option_files_name_only_relative_paths():
 
 
 # ------------------------------------------------------------------------------------ stock runners
-TINY = {  # narrow networks, so that two iterations and a validation take seconds on the CPU
-    'IRNeXt': ['network_g:num_res=1', 'network_g:base_channel=8'],
-    'ChaIR': ['network_g:num_res=1', 'network_g:base_channel=8'],
-    'MIRNet': ['network_g:n_feat=8', 'network_g:n_RRG=1', 'network_g:n_MSRB=1'],
-    'EIRN': ['network_g:n_feat=16', 'network_g:scale_unetfeats=8', 'network_g:scale_orsnetfeats=8',
-             'network_g:num_cab=1'],
-}
+def tiny_overrides(net):
+    """``--force_yml`` overrides that narrow ``network_g`` to its card's tiny configuration (seconds on a CPU)."""
+    return [f'network_g:{k}={v}' for k, v in ARCH_REGISTRY.get(net).card.tiny.items()]
+
+
 RUNS = [('GoPro', 'IRNeXt', 64), ('SIDD', 'MIRNet', 32), ('Rain13K', 'EIRN', 32), ('DPDD', 'ChaIR', 32)]
 
 
@@ -190,7 +188,7 @@ def test_recipe_trains_through_the_stock_runner(dataset, net, gt_size, runs, fix
     args = ['python', '-m', 'basicsr.train', '-opt', os.path.join(ROOT, rel), '--force_yml', 'num_gpu=0',
             'train:total_iter=2', 'train:scheduler:warmup_iter=1', 'val:val_freq=2', 'logger:print_freq=1',
             'logger:save_checkpoint_freq=2', 'logger:use_tb_logger=false', f'datasets:train:gt_size={gt_size}',
-            'datasets:train:batch_size_per_gpu=2', 'datasets:train:num_worker_per_gpu=1'] + TINY[net]
+            'datasets:train:batch_size_per_gpu=2', 'datasets:train:num_worker_per_gpu=1'] + tiny_overrides(net)
     run(args + data_overrides(opt, fixtures), cwd=work)
     text = logs(work / 'experiments' / opt['name'])
     assert f'Network [{net}] is created.' in text and 'Model [RestorationModel] is created.' in text
@@ -211,7 +209,7 @@ def test_test_file_runs_through_the_stock_runner_and_writes_tables(runs, fixture
     rel = os.path.join('options', 'test', 'DPDD', 'ChaIR.yml')
     opt = load(os.path.join(ROOT, rel))
     run(['python', '-m', 'basicsr.test', '-opt', os.path.join(ROOT, rel), '--force_yml', 'num_gpu=0']
-        + TINY['ChaIR'] + data_overrides(opt, fixtures), cwd=work)
+        + tiny_overrides('ChaIR') + data_overrides(opt, fixtures), cwd=work)
     results = work / 'results' / opt['name']
     combined = (results / 'DPDD_test_metrics.csv').read_text().splitlines()
     assert combined[0] == 'image,psnr,ssim,mae' and len(combined) == 1 + 2 + 1  # header, 2 images, mean
@@ -239,7 +237,7 @@ def test_dpdd_test_file_runs_on_the_original_release_and_a_missing_set_fails_at_
     rel = os.path.join(ROOT, 'options', 'test', 'DPDD', 'ChaIR.yml')
     weights = work / 'experiments' / load(os.path.join(ROOT, 'options', 'train', 'DPDD', 'ChaIR.yml'))['name']
     args = ['python', '-m', 'basicsr.test', '-opt', rel, '--force_yml', 'num_gpu=0', 'val:save_img=false',
-            f"path:pretrain_network_g={weights / 'models' / 'net_g_latest.pth'}"] + TINY['ChaIR']
+            f"path:pretrain_network_g={weights / 'models' / 'net_g_latest.pth'}"] + tiny_overrides('ChaIR')
     proc = run(args, cwd=tmp_path)
     results = tmp_path / 'results' / load(rel)['name']
     assert len((results / 'DPDD_test_metrics.csv').read_text().splitlines()) == 1 + 2 + 1

@@ -168,6 +168,6 @@ def test_dual_pixel_dataset_errors(dpdd, tmp_path):
     with pytest.raises(ValueError, match='option dataroot_lqR is missing'):
         DualPixelDefocusDataset(dict(name='d', phase='val', dataroot_gt=str(root / 'gt.lmdb'),
                                      dataroot_lqL=str(root / 'lqL.lmdb')))
-    with pytest.raises(ValueError, match='the right views .* lack'):
+    with pytest.raises(ValueError, match='the GT and lqR LMDBs hold different keys'):
         DualPixelDefocusDataset(dict(name='d', phase='val', dataroot_gt=str(root / 'gt.lmdb'),
                                      dataroot_lqL=str(root / 'lqL.lmdb'), dataroot_lqR=str(dpdd / 'test' / 'lqR.lmdb')))

@@ -8,10 +8,16 @@ import cv2
 import pytest
 import torch
 import yaml
+from basicsr.utils.registry import ARCH_REGISTRY
+
+import basicsr_restore  # noqa: F401
+from basicsr_restore.register import OURS
 
 from conftest import run
 
 SITE = sysconfig.get_paths()['purelib']
+#: every network this package ships (each has options/demo/<Name>_demo.yml)
+SHIPPED = [n for n in OURS['arch'] if ARCH_REGISTRY.get(n).__module__.startswith('basicsr_restore.')]
 
 
 def train_options(data, name, total_iter, **extra):
@@ -162,7 +168,7 @@ def test_report_scores_input_and_output_and_writes_strips(trained):
     assert missing.returncode == 2 and "weights 'nope.pth' not found" in missing.stderr
 
 
-@pytest.mark.parametrize('network', ['IRNeXt', 'ChaIR', 'MIRNet', 'DRCNet', 'EIRN'])
+@pytest.mark.parametrize('network', SHIPPED)
 def test_demo_option_file_trains_through_the_stock_runner(network, demo_data, tmp_path):
     """options/demo/<Net>_demo.yml as shipped (relative data paths), cut to 2 iterations and a validation."""
     from conftest import ROOT

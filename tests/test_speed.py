@@ -5,24 +5,20 @@ import copy
 import numpy as np
 import pytest
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore import checkpoints, speed
-from basicsr_restore.inference import restore_any_size
 from basicsr_restore.errors import OptionError
+from basicsr_restore.inference import restore_any_size
 from basicsr_restore.losses.fft_loss import FFTLoss
+from basicsr_restore.register import OURS
 
 from conftest import batch, built
 
-#: the tiniest configuration of every registered network (IRNeXt in both low-pass releases)
-TINY = {
-    'IRNeXt': ('IRNeXt', dict(num_res=1, base_channel=8)),
-    'IRNeXt-local': ('IRNeXt', dict(num_res=1, base_channel=8, low_pass='local')),
-    'ChaIR': ('ChaIR', dict(num_res=1, base_channel=8)),
-    'DRCNet': ('DRCNet', dict(wf=8, depth=3)),
-    'MIRNet': ('MIRNet', dict(n_feat=8, n_RRG=1, n_MSRB=1)),
-    'EIRN': ('EIRN', dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)),
-}
+#: the tiny configuration of every registered network (its card's), and IRNeXt in its other low-pass release
+TINY = {name: (name, dict(ARCH_REGISTRY.get(name).card.tiny)) for name in OURS['arch']}
+TINY['IRNeXt-local'] = ('IRNeXt', {**TINY['IRNeXt'][1], 'low_pass': 'local'})
 
 
 def tiny(key, **extra):

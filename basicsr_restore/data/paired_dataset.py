@@ -1,5 +1,10 @@
 """PairedRestorationDataset: degraded/clean pairs from LMDBs or folders, 8- or 16-bit.
 
+The dataset reads N aligned *streams* of each scene (:attr:`PairedRestorationDataset.STREAMS`): the target
+``gt`` and the degraded views, which are cut, flipped and rotated together and stacked along the channels into
+``lq``. This class has one view (``lq``); DPDD's dual-pixel dataset is the same class with the streams ``gt``,
+``lqL``, ``lqR`` declared (``dpdd_dataset.py``).
+
 Options (``datasets.<phase>``), a superset of basicsr's PairedImageDataset:
 
 * ``dataroot_gt``, ``dataroot_lq``: two ``*.lmdb`` folders (written by ``basicsr-restore prepare`` or by
@@ -25,6 +30,8 @@ Any problem with the data raises one error naming the dataset, the image key and
 import os
 import random
 
+import torch
+
 from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 from torch.utils import data
@@ -48,8 +55,15 @@ def centre_crop(images, size, scale=1):
 
 @register('dataset')
 class PairedRestorationDataset(data.Dataset):
-    """Paired degraded (``lq``) / ground-truth (``gt``) images; see the module docstring for the options."""
+    """Aligned streams of one scene: the target ``gt`` and one or more degraded views, stacked along the channels
+    into ``lq``. This class: ``gt`` and ``lq``; a subclass with other streams is a declaration (:attr:`STREAMS`,
+    its option keys, :meth:`file_candidates`). See the module docstring for the options."""
 
+    #: stream -> the option naming its root; the first is the target, the others the degraded views (``lq`` is
+    #: their channels stacked, in this order), matched on disk by the relative paths of the first view
+    STREAMS = {'gt': 'dataroot_gt', 'lq': 'dataroot_lq'}
+    #: stream -> what to say when its option is missing
+    STREAM_HINTS = {}
     #: the keys of a dataset section this class reads (with the dataloader's; anything else is an option error)
     OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
                              'geometric_augs', 'channels', 'val_crop_size', 'bit_depth', 'meta_info_file',
@@ -70,17 +84,10 @@ class PairedRestorationDataset(data.Dataset):
         self.bit_depth = opt.get('bit_depth')
         if self.bit_depth not in (None, 8, 16):
             raise ValueError(f'{self.where}: option bit_depth must be 8 or 16 (or absent), got {self.bit_depth!r}.')
-        roots = {}
-        for kind in ('gt', 'lq'):
-            root = opt.get(f'dataroot_{kind}')
-            if root is None:
-                raise ValueError(f'{self.where}: option dataroot_{kind} is missing.')
-            if not os.path.isdir(root):
-                raise FileNotFoundError(f"{self.where}: dataroot_{kind} '{root}' does not exist. Prepare the data "
-                                        '(`basicsr-restore prepare ...`) or fix the option.')
-            roots[kind] = root
-        self.roots = roots
-        default = 'lmdb' if all(str(r).rstrip('/').endswith('.lmdb') for r in roots.values()) else 'disk'
+        self.check_options(opt)
+        self.roots = {stream: self._root(stream, option) for stream, option in self.STREAMS.items()}
+        self.views = list(self.STREAMS)[1:]
+        default = 'lmdb' if all(str(r).rstrip('/').endswith('.lmdb') for r in self.roots.values()) else 'disk'
         self.backend = (opt.get('io_backend') or {}).get('type', default)
         if self.phase == 'train':
             if not self.gt_size:
@@ -90,21 +97,37 @@ class PairedRestorationDataset(data.Dataset):
         if self.backend == 'lmdb':
             self.keys = self._lmdb_keys()
         elif self.backend == 'disk':
-            self.keys = self._disk_pairs()
+            self.keys = self._disk_files()
         else:
             raise ValueError(f"{self.where}: io_backend.type must be 'lmdb' or 'disk', got {self.backend!r}.")
         if opt.get('meta_info_file'):
             self.keys = self._select_keys(opt['meta_info_file'])
         if not self.keys:
-            raise ValueError(f'{self.where}: no image pairs found in {roots["lq"]} and {roots["gt"]}.')
+            raise ValueError(f"{self.where}: no image pairs found in {', '.join(self.roots.values())}.")
         self._envs = None
+
+    def check_options(self, opt):
+        """Rules of a subclass's own (called before the roots are looked at)."""
+
+    def _root(self, stream, option):
+        root = self.opt.get(option)
+        if root is None:
+            raise ValueError(f'{self.where}: option {option} is missing{self.STREAM_HINTS.get(stream, "")}.')
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"{self.where}: {option} '{root}' does not exist. Prepare the data "
+                                    '(`basicsr-restore prepare ...`) or fix the option.')
+        return root
+
+    @staticmethod
+    def label(stream):
+        return stream.upper() if stream in ('gt', 'lq') else stream
 
     # ------------------------------------------------------------------------------------ indexing
     def _lmdb_keys(self):
         keys = {}
-        for kind, root in self.roots.items():
+        for stream, root in self.roots.items():
             if not str(root).rstrip('/').endswith('.lmdb'):
-                raise ValueError(f"{self.where}: io_backend lmdb needs dataroot_{kind} ending with .lmdb, "
+                raise ValueError(f"{self.where}: io_backend lmdb needs {self.STREAMS[stream]} ending with .lmdb, "
                                  f"got '{root}'.")
             check_published(root, self.where)
             entries = read_meta_info(root)
@@ -112,25 +135,43 @@ class PairedRestorationDataset(data.Dataset):
             if stored < len(entries):
                 raise ValueError(f"{self.where}: {root}/meta_info.txt lists {len(entries)} images but the LMDB holds "
                                  f'{stored}: it is incomplete. Prepare it again.')
-            keys[kind] = [k for k, _ in entries]
-        only_gt = sorted(set(keys['gt']) - set(keys['lq']))
-        only_lq = sorted(set(keys['lq']) - set(keys['gt']))
-        if only_gt or only_lq:
-            raise ValueError(f'{self.where}: the GT and LQ LMDBs hold different keys (only in GT: {only_gt[:3]}, only '
-                             f'in LQ: {only_lq[:3]}); dataroot_gt and dataroot_lq must come from the same preparation.')
+            keys[stream] = [k for k, _ in entries]
+        for view in self.views:
+            only_gt = sorted(set(keys['gt']) - set(keys[view]))
+            only_view = sorted(set(keys[view]) - set(keys['gt']))
+            if only_gt or only_view:
+                label = self.label(view)
+                raise ValueError(f'{self.where}: the GT and {label} LMDBs hold different keys (only in GT: '
+                                 f'{only_gt[:3]}, only in {label}: {only_view[:3]}); dataroot_gt and '
+                                 f'{self.STREAMS[view]} must come from the same preparation.')
         return sorted(keys['gt'])
 
-    def _disk_pairs(self):
-        gts, lqs = images_in(self.roots['gt'], recursive=True), images_in(self.roots['lq'], recursive=True)
+    def file_candidates(self, stream, rel):
+        """Relative stems (no extension) that can hold ``stream``'s image of the pair indexed ``rel`` (the first
+        view's relative stem). Default: the same stem."""
+        return [rel]
+
+    def _disk_files(self):
+        found = {stream: images_in(root, recursive=True) for stream, root in self.roots.items()}
+        first = self.views[0]
         tmpl = self.opt.get('filename_tmpl', '{}')
-        self.paths = {}
-        for rel, lq_path in lqs.items():
+        self.paths, missing = {}, {}
+        for rel, path in found[first].items():
             head, stem = os.path.split(rel)
             gt_rel = '/'.join(p for p in (head, tmpl.format(stem)) if p)
-            if gt_rel not in gts:
-                raise FileNotFoundError(f"{self.where}: LQ image '{lq_path}' has no GT counterpart '{gt_rel}.*' in "
-                                        f"dataroot_gt '{self.roots['gt']}' (filename_tmpl {tmpl!r}).")
-            self.paths[rel] = (gts[gt_rel], lq_path)
+            if gt_rel not in found['gt']:
+                raise FileNotFoundError(f"{self.where}: {self.label(first)} image '{path}' has no GT counterpart "
+                                        f"'{gt_rel}.*' in dataroot_gt '{self.roots['gt']}' (filename_tmpl {tmpl!r}).")
+            self.paths[rel] = {'gt': found['gt'][gt_rel], first: path}
+            for view in self.views[1:]:
+                match = next((found[view][c] for c in self.file_candidates(view, rel) if c in found[view]), None)
+                if match is None:
+                    missing.setdefault(view, []).append(rel)
+                self.paths[rel][view] = match
+        for view, rels in missing.items():
+            raise FileNotFoundError(f"{self.where}: no {self.label(view)} image in {self.STREAMS[view]} "
+                                    f"'{self.roots[view]}' for {len(rels)} images, e.g. {rels[:3]} (expected one of "
+                                    f'the names {self.file_candidates(view, rels[0])}).')
         return sorted(self.paths)
 
     def _select_keys(self, path):
@@ -151,19 +192,19 @@ class PairedRestorationDataset(data.Dataset):
         return len(self.keys)
 
     # ------------------------------------------------------------------------------------ reading
-    def _read(self, kind, key):
-        where = f'{self.where}: {kind} image {key!r}'
+    def _read(self, stream, key):
+        where = f'{self.where}: {stream} image {key!r}'
         if self.backend == 'lmdb':
             if self._envs is None:  # opened lazily, once per worker process
                 self._envs = {k: shared_env(r) for k, r in self.roots.items()}
-            with self._envs[kind].begin(write=False) as txn:
+            with self._envs[stream].begin(write=False) as txn:
                 buf = txn.get(key.encode('ascii'))
             if buf is None:
-                raise KeyError(f"{where} is listed in {self.roots[kind]}/meta_info.txt but not stored in the LMDB. "
+                raise KeyError(f"{where} is listed in {self.roots[stream]}/meta_info.txt but not stored in the LMDB. "
                                'Prepare it again.')
         else:
-            path = self.paths[key][0 if kind == 'gt' else 1]
-            where = f"{self.where}: {kind} image '{path}'"
+            path = self.paths[key][stream]
+            where = f"{self.where}: {stream} image '{path}'"
             with open(path, 'rb') as f:
                 buf = f.read()
         return self._decode(buf, where), where
@@ -182,29 +223,33 @@ class PairedRestorationDataset(data.Dataset):
 
     def __getitem__(self, index):
         key = self.keys[index]
-        (gt, gt_where), (lq, lq_where) = self._read('gt', key), self._read('lq', key)
-        lh, lw = lq.shape[:2]
-        if gt.shape[:2] != (lh * self.scale, lw * self.scale):
-            raise ValueError(f'{self.where}: image {key!r}: GT is {gt.shape[0]}x{gt.shape[1]} but LQ is {lh}x{lw} '
-                             f'(scale {self.scale}); the pair does not match.')
+        read = [self._read(stream, key) for stream in self.STREAMS]
+        imgs, wheres = [img for img, _ in read], [where for _, where in read]
+        gt, views = imgs[0], imgs[1:]
+        for view, img in zip(self.views, views):
+            lh, lw = img.shape[:2]
+            if gt.shape[:2] != (lh * self.scale, lw * self.scale):
+                raise ValueError(f'{self.where}: image {key!r}: GT is {gt.shape[0]}x{gt.shape[1]} but '
+                                 f'{self.label(view)} is {lh}x{lw} (scale {self.scale}); the images must be aligned.')
         if self.phase == 'train':
-            gt, lq = self._random_crop(gt, lq, key)
-            gt, lq = augment([gt, lq], self.hflip, self.rot)
+            imgs = augment(self._random_crop(imgs, key), self.hflip, self.rot)
         elif self.val_crop_size:
-            gt, lq = centre_crop([gt, lq], self.val_crop_size, self.scale)
-        gt, lq = to_float(gt, gt_where), to_float(lq, lq_where)
-        gt, lq = img2tensor([gt, lq], bgr2rgb=self.channels == 3, float32=True)
-        path = key if self.backend == 'lmdb' else self.paths[key][1]
-        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': key if self.backend == 'lmdb' else self.paths[key][0]}
+            imgs = centre_crop(imgs, self.val_crop_size, self.scale)
+        imgs = [to_float(img, where) for img, where in zip(imgs, wheres)]
+        tensors = img2tensor(imgs, bgr2rgb=self.channels == 3, float32=True)
+        lmdb = self.backend == 'lmdb'
+        return {'lq': torch.cat(tensors[1:], 0) if len(tensors) > 2 else tensors[1], 'gt': tensors[0],
+                'lq_path': key if lmdb else self.paths[key][self.views[0]],
+                'gt_path': key if lmdb else self.paths[key]['gt']}
 
-    def _random_crop(self, gt, lq, key):
+    def _random_crop(self, imgs, key):
+        """The same random ``gt_size`` window of the target and of every view (``gt_size / scale`` in the views)."""
         size = self.gt_size // self.scale
-        lh, lw = lq.shape[:2]
+        lh, lw = imgs[1].shape[:2]
         if lh < size or lw < size:
-            raise ValueError(f'{self.where}: image {key!r} is {gt.shape[0]}x{gt.shape[1]}, smaller than gt_size '
-                             f'{self.gt_size}. Lower gt_size or prepare larger crops.')
+            raise ValueError(f'{self.where}: image {key!r} is {imgs[0].shape[0]}x{imgs[0].shape[1]}, smaller than '
+                             f'gt_size {self.gt_size}. Lower gt_size or prepare larger crops.')
         top, left = random.randint(0, lh - size), random.randint(0, lw - size)
-        lq = lq[top:top + size, left:left + size]
         s = self.scale
-        gt = gt[top * s:(top + size) * s, left * s:(left + size) * s]
-        return gt, lq
+        gt = imgs[0][top * s:(top + size) * s, left * s:(left + size) * s]
+        return [gt] + [img[top:top + size, left:left + size] for img in imgs[1:]]
