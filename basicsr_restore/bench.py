@@ -118,8 +118,7 @@ def parse_size(text):
 
 def fit_size(net, size):
     """``size`` rounded up to the network's multiple and at least its minimum size (its card's size rule)."""
-    rule = size_rule(net)
-    return tuple(max(int(math.ceil(s / rule.multiple)) * rule.multiple, rule.min_size) for s in size)
+    return tuple(size_rule(net).fit(s) for s in size)
 
 
 def cases(args):

@@ -330,5 +330,6 @@ def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=Fal
 
 def official_key(net):
     """The key of the authors' released checkpoints of ``net`` (from its card), or None."""
-    card = getattr(net, 'card', None)
-    return getattr(card, 'checkpoint_key', None)
+    from basicsr_restore.archs.card import card_of
+    card = card_of(net)
+    return card.checkpoint_key if card else None

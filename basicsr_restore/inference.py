@@ -9,8 +9,6 @@ it.
   so that no tile's border pixels reach the result; the accumulator stays on the CPU.
 * **Self-ensemble** (``tta``): the mean over the 8 rotations/flips, each output transformed back.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -30,13 +28,13 @@ def pick_device(name):
 
 
 # ---------------------------------------------------------------------------------------- any size
-def pad_to_multiple(x, multiple, mode='reflect', min_size=0):
-    """Pad ``x`` (N,C,H,W) at the bottom/right to multiples of ``multiple`` (and at least ``min_size``);
-    return it and the original size. Reflection needs the pad to be smaller than the image; tiny images
-    fall back to replication.
+def pad_to_rule(x, rule, mode='reflect'):
+    """Pad ``x`` (N,C,H,W) at the bottom/right to the size the rule accepts (:meth:`SizeRule.fit`); return it and
+    the original size. Reflection needs the pad to be smaller than the image; tiny images fall back to
+    replication.
     """
     h, w = x.shape[-2:]
-    ph, pw = max((-h) % multiple, min_size - h), max((-w) % multiple, min_size - w)
+    ph, pw = rule.fit(h) - h, rule.fit(w) - w
     if ph or pw:
         if mode == 'reflect' and (ph >= h or pw >= w):
             mode = 'replicate'
@@ -54,7 +52,7 @@ def restore_any_size(net, x, rule=None):
     final output, crop back to the input size. The caller picks eval/no_grad. ``net`` may be a compiled or
     wrapped network; then pass the bare network's rule."""
     rule = rule or size_rule(net)
-    padded, size = pad_to_multiple(x, rule.multiple, min_size=rule.min_size)
+    padded, size = pad_to_rule(x, rule)
     return final_output(net(padded))[..., :size[0], :size[1]]
 
 
@@ -125,8 +123,7 @@ def tiled(forward, x, tile, overlap, progress=None):
 
 def round_tile(tile, net):
     """The tile size rounded up to the network's multiple and at least its minimum size."""
-    rule = size_rule(net)
-    return max(int(math.ceil(tile / rule.multiple)) * rule.multiple, rule.min_size)
+    return size_rule(net).fit(tile)
 
 
 class Restorer:

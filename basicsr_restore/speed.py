@@ -249,8 +249,9 @@ class _Checkpointed:
 
 def checkpoint_blocks(net):
     """Block class names that ``checkpoint: true`` recomputes: the network card's ``checkpoint_blocks``."""
-    card = getattr(net, 'card', None)
-    return tuple(getattr(card, 'checkpoint_blocks', ()))
+    from basicsr_restore.archs.card import card_of
+    card = card_of(net)
+    return card.checkpoint_blocks if card else ()
 
 
 def checkpoint_targets(net, names):

@@ -1,6 +1,7 @@
 """One checkpoint reader: the same file gives the same weights through ``basicsr.test``, ``infer``, ``convert``
 and the Python loaders, whatever the layout (BasicSR ``params``/``params_ema``, wrapper prefixes)."""
 import glob
+import json
 from collections import OrderedDict
 
 import cv2
@@ -80,3 +81,23 @@ def test_one_file_gives_the_same_tensors_through_test_infer_and_convert(tmp_path
                      '--weights', tmp_path / 'raw.pth', '--arch-args', *[f'{k}={v}' for k, v in TINY.items()])
     other = cv2.imread(glob.glob(str(tmp_path / 'raw' / '*.png'))[0])
     assert rc == 0 and np.abs(other.astype(int) - inferred.astype(int)).max() > 8
+
+
+def test_manifest_is_written_from_an_official_file_through_the_same_reader(tmp_path, capsys):
+    from basicsr_restore.archs.card import load_manifest
+    torch.manual_seed(0)
+    state = IRNeXt().state_dict()
+    torch.save({'model': OrderedDict((f'module.{k}', v) for k, v in state.items()), 'epoch': 3}, tmp_path / 'off.pkl')
+    rc, out, err = cli(capsys, 'manifest', 'IRNeXt', '--preset', 'dehaze', '--weights', tmp_path / 'off.pkl',
+                       '--source', 'a test', '--out', tmp_path / 'm.json')
+    assert rc == 0, err
+    written = json.load(open(tmp_path / 'm.json'))
+    committed = load_manifest(IRNeXt, 'dehaze')
+    committed.pop('official_constructor')  # stated by a person, kept when a manifest is rewritten in place
+    assert written == {**committed, 'source': 'a test'}
+    del state['Decoder.0.layers.0.main.0.main.0.weight']
+    torch.save({'model': state}, tmp_path / 'cut.pkl')
+    rc, _, err = cli(capsys, 'manifest', 'IRNeXt', '--preset', 'dehaze', '--weights', tmp_path / 'cut.pkl',
+                     '--out', tmp_path / 'm2.json')
+    assert rc == 2 and '1 missing keys: Decoder.0.layers.0.main.0.main.0.weight' in err
+    assert not (tmp_path / 'm2.json').exists()

@@ -30,6 +30,11 @@ class SizeRule(NamedTuple):
     min_size: int = 0
     why: str = ''
 
+    def fit(self, length):
+        """The smallest length the rule accepts that is at least ``length``: rounded up to the multiple, at least
+        the minimum (what inputs are padded to, tiles and benchmark sizes rounded to)."""
+        return max(-(-int(length) // self.multiple) * self.multiple, self.min_size)
+
     def check(self, net_name, x, minimum=True):
         """A clear error when the spatial size of ``x`` breaks the rule (``minimum=False``: the multiple only)."""
         h, w = x.shape[-2:]

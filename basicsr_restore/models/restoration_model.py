@@ -47,7 +47,7 @@ from basicsr_restore.checkpoints import (CheckpointError, check_finite, find_sta
                                          non_finite_keys, official_key, read_checkpoint)
 from basicsr_restore.errors import TestSetsMissing, TrainingStopped
 from basicsr_restore.imageio import atomic_path
-from basicsr_restore.inference import restore_any_size
+from basicsr_restore.inference import final_output, restore_any_size
 from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
 from basicsr_restore.models.step_guard import StepGuard
 from basicsr_restore.register import register
@@ -366,7 +366,7 @@ class RestorationModel(SRModel):
             outputs = [out.float() for out in as_list(self._train_net(speed.to_memory_format(self.lq, self.speed)))]
             if self.clamp_output:
                 outputs = [out.clamp(0, 1) for out in outputs]
-            self.output = outputs[-1]
+            self.output = final_output(outputs)
             total, loss_dict = self.compute_losses(outputs)
         # backward on every rank, also for a NaN loss: DDP's gradient all-reduce must stay matched
         if self.scaler is not None:
