@@ -265,10 +265,13 @@ def recipe_losses(opt_path, name, device):
         return build_losses({'pixel_opt': {'type': 'L1Loss'}}, device), f'L1 on every output{missing}'
     notes = []
     for key, spec in specs.items():
-        weights = spec.get('vgg_weights')
-        if weights and weights != 'random' and not os.path.isfile(weights):
-            spec['vgg_weights'] = 'random'
-            notes.append(f'{key}: untrained VGG19 ({weights} not here; same cost)')
+        if spec.get('type') == 'IntraCRLoss' and spec.get('vgg_weights') != 'random':
+            from basicsr_restore.losses.intra_cr_loss import find_vgg_weights
+            try:
+                find_vgg_weights(spec.get('vgg_weights'))
+            except FileNotFoundError:
+                spec['vgg_weights'] = 'random'
+                notes.append(f'{key}: untrained VGG19 (no VGG19 file found; same cost)')
     text = ' + '.join(f"{spec['type']}" for spec in specs.values()) + f' on every output ({path})'
     return build_losses(specs, device), text + (f"; {'; '.join(notes)}" if notes else '')
 

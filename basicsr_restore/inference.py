@@ -8,7 +8,11 @@ it.
   that are zero within a quarter of the overlap from an inner tile edge and ramp up linearly over the next half,
   so that no tile's border pixels reach the result; the accumulator stays on the CPU.
 * **Self-ensemble** (``tta``): the mean over the 8 rotations/flips, each output transformed back.
+* **Grids** (the forks' ``val.grids``/``crop_size``): square crops placed evenly from border to border, restored
+  in batches of ``max_minibatch`` and averaged where they overlap, as the forks validate to save memory.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -72,6 +76,41 @@ def self_ensemble(forward, x):
     while len(outs) > 1:
         outs = [outs[i] + outs[i + 1] for i in range(0, len(outs), 2)]
     return outs[0] / 8
+
+
+def grid_starts(length, crop):
+    """Offsets of the forks' grid crops along one axis: ``ceil((length - 1) / crop)`` crops (one when the image is
+    smaller than the crop), the first at 0 and the last at the border, spaced evenly (rounded up)."""
+    if length <= crop:
+        return [0]
+    count = (length - 1) // crop + 1
+    step = math.ceil((length - crop) / (count - 1) - 1e-8)
+    starts, i = [], 0
+    while True:
+        if i + crop >= length:
+            starts.append(length - crop)
+            return starts
+        starts.append(i)
+        i += step
+
+
+def grid_average(forward, x, crop, max_minibatch=None):
+    """Restore ``x`` (1, C, H, W) as the mean of ``forward`` over the grid of ``crop`` x ``crop`` crops
+    (:func:`grid_starts`; a side smaller than the crop is taken whole), ``max_minibatch`` crops per call."""
+    _, _, h, w = x.shape
+    ch, cw = min(crop, h), min(crop, w)
+    boxes = [(i, j) for i in grid_starts(h, ch) for j in grid_starts(w, cw)]
+    chunk = int(max_minibatch or len(boxes))
+    total, count = None, torch.zeros(1, 1, h, w, device=x.device)
+    for first in range(0, len(boxes), chunk):
+        part = boxes[first:first + chunk]
+        out = forward(torch.cat([x[:, :, i:i + ch, j:j + cw] for i, j in part]))
+        if total is None:
+            total = torch.zeros(1, out.shape[1], h, w, device=x.device, dtype=out.dtype)
+        for k, (i, j) in enumerate(part):
+            total[:, :, i:i + ch, j:j + cw] += out[k:k + 1]
+            count[:, :, i:i + ch, j:j + cw] += 1
+    return total / count
 
 
 def tile_starts(length, tile, overlap):

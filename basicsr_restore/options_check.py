@@ -32,7 +32,7 @@ DIST_PARAMS = {'backend', 'port'}
 RUNNER_PATHS = {'experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization'}
 #: keys of any dataset section read by basicsr's runner and dataloader (``optional``: by this package's test runs)
 LOADER = {'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'dataset_enlarge_ratio',
-          'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers', 'optional'}
+          'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers', 'optional', 'use_shuffle'}
 #: basicsr's own dataset that people combine with this package's model
 HOST_DATASETS = {'PairedImageDataset': {'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'io_backend',
                                         'gt_size', 'use_hflip', 'use_rot', 'color', 'mean', 'std'}}
@@ -137,6 +137,9 @@ def _datasets(opt, problems):
         known = getattr(cls, 'OPTION_KEYS', None) or HOST_DATASETS.get(cls.__name__)
         if known is not None:
             problems.keys(spec, set(known) | LOADER, where, f'{cls.__name__} or the dataloader')
+        if isinstance(spec, dict) and spec.get('use_shuffle', True) is not True:
+            problems.items.append(f'{where}.use_shuffle: false is not supported (basicsr always shuffles the training '
+                                  'set); remove it.')
 
 
 def _losses(train, problems):
@@ -186,6 +189,17 @@ def _metrics(val, problems):
                                extra=METRIC_EXTRA, strict=True)
 
 
+def adopt_fork_keys(opt):
+    """The one fork key that needs rewriting: the forks' ``PairedImageDataset`` reads ``use_flip`` where basicsr's
+    reads ``use_hflip`` (basicsr would stop at the first batch with ``KeyError: 'use_hflip'``). Every other fork key
+    is read under its own name (the model, the datasets) or rejected by :func:`check_options`."""
+    for key, spec in (opt.get('datasets') or {}).items():
+        if isinstance(spec, dict) and spec.get('type') == 'PairedImageDataset' and 'use_flip' in spec:
+            if 'use_hflip' in spec:
+                raise OptionError(f'datasets.{key}: use_flip and use_hflip mean the same; keep one.')
+            spec['use_hflip'] = spec.pop('use_flip')
+
+
 def check_options(opt, source='the option file'):
     """Raise one :class:`OptionError` listing every problem of ``opt`` (parsed options of a run)."""
     from basicsr.utils.registry import MODEL_REGISTRY
@@ -198,6 +212,7 @@ def check_options(opt, source='the option file'):
     schema = getattr(model, 'OPTION_KEYS', None)
     if schema is None:
         return  # a model of basicsr or of another plugin: its keys are its business
+    adopt_fork_keys(opt)
     problems = Problems(opt.get(ALLOW))
     problems.keys(opt, TOP_LEVEL, '', 'basicsr or this package')
     problems.keys(opt.get('logger'), LOGGER, 'logger', "basicsr's runner")

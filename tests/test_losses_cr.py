@@ -81,14 +81,29 @@ def test_contrastive_gradient_pushes_away_from_the_negatives():
     assert torch.allclose(pred.grad, torch.full_like(pred, expected), rtol=1e-5)
 
 
-def test_missing_weights_file_is_a_clear_error(tmp_path):
+def test_missing_weights_file_is_a_clear_error_listing_every_place(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / 'nowhere' / 'vgg19-dcbb9e9d.pth'
     with pytest.raises(FileNotFoundError) as err:
         IntraCRLoss(vgg_weights=str(path))
-    assert str(path) in str(err.value) and 'vgg19-dcbb9e9d.pth' in str(err.value)
-    assert "torchvision" in str(err.value)
-    with pytest.raises(FileNotFoundError, match='experiments/pretrained_models/vgg19-dcbb9e9d.pth'):
-        IntraCRLoss()                              # default: BasicSR's location, relative to the working dir
+    hub = tmp_path / 'torch' / 'hub' / 'checkpoints' / 'vgg19-dcbb9e9d.pth'
+    for place in (str(path), 'experiments/pretrained_models/vgg19-dcbb9e9d.pth', str(hub)):
+        assert place in str(err.value)
+    assert "torchvision" in str(err.value) and 'Nothing is downloaded' in str(err.value)
+
+
+def test_weights_are_found_in_torch_hubs_cache(tmp_path, monkeypatch):
+    """The DRCNet authors' code took VGG19 from torch hub's cache: an option file without vgg_weights finds it."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(3)
+    features = vgg19_features(37)
+    hub = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    hub.mkdir(parents=True)
+    torch.save({f'features.{k}': v for k, v in features.state_dict().items()}, hub / 'vgg19-dcbb9e9d.pth')
+    loss = IntraCRLoss()
+    assert torch.equal(loss.vgg.features[0].weight, features[0].weight)
 
 
 def test_weights_file_in_torchvision_layout_is_loaded(tmp_path):

@@ -1,8 +1,11 @@
 """Adding a network takes its ``*_arch.py`` (with a card) and its generated manifest, nothing else: a toy network
 outside the package, registered by a pytest plugin, goes through the whole conformance suite unedited."""
+import importlib.util
 import os
 import sys
 import textwrap
+
+from basicsr_restore.manifest import write_manifest
 
 from conftest import ROOT, run
 
@@ -14,11 +17,9 @@ from torch import nn
 
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
 
-WRONG = int(os.environ.get('TOY_WRONG_COUNT', '0'))  # a card that misstates the parameter count
-
 CARD = NetworkCard(
     name='ToyNet', paper='none (a test)', size=lambda **_: SizeRule(4, 8, 'two 2x poolings'),
-    presets={'default': Preset({'width': 16}, 16 * 27 + 16 + 3 * 16 * 9 + 3 + WRONG, 'ToyNet.json')},
+    presets={'default': Preset({'width': 16}, 16 * 27 + 16 + 3 * 16 * 9 + 3, 'ToyNet.json')},
     checkpoint_key=None, outputs=('half size', 'full size'), tiny={'width': 4}, checkpoint_blocks=('Body',))
 
 
@@ -35,9 +36,15 @@ class ToyNet(nn.Module):
         self.body = Body(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 3, 3, padding=1))
 
     def forward(self, x):
-        self.size_rule.check('ToyNet', x)
+        self.size_rule.check(type(self).__name__, x)
         out = self.body(x) + x
         return [out[..., ::2, ::2], out]
+
+
+class ToyNetWrong(ToyNet):
+    """The same network with a card that misstates its parameter count by one."""
+    card = NetworkCard(**{**CARD.__dict__, 'name': 'ToyNetWrong', 'presets': {
+        'default': Preset({'width': 16}, CARD.presets['default'].params + 1, 'ToyNetWrong.json')}})
 '''
 
 PLUGIN = '''
@@ -60,17 +67,20 @@ def test_a_toy_network_goes_through_the_whole_conformance_suite(tmp_path):
     # the manifest is generated, never typed: the verb writes it beside the toy's module
     made = run(['basicsr-restore', 'manifest', 'ToyNet', '--import', 'toy_arch'], cwd=tmp_path, env=env)
     assert (tmp_path / 'manifests' / 'ToyNet.json').is_file() and '883 parameters' in made.stdout
+    spec = importlib.util.spec_from_file_location('toy_arch_here', tmp_path / 'toy_arch.py')
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    write_manifest(toy.ToyNetWrong, 'default', out=str(tmp_path / 'manifests' / 'ToyNetWrong.json'))
 
-    suite = [sys.executable, '-m', 'pytest', '-p', 'toy_plugin', '-p', 'no:cacheprovider', '-v', '-k', 'ToyNet',
-             os.path.join(ROOT, 'tests', 'test_conformance.py')]
-    proc = run(suite, cwd=tmp_path, env=env)
-    passed = [line for line in proc.stdout.splitlines() if '[ToyNet' in line and 'PASSED' in line]
-    assert {t for t in NETWORK_TESTS if any(f'::{t}[ToyNet' in line for line in passed)} == set(NETWORK_TESTS)
-    assert 'failed' not in proc.stdout.splitlines()[-1]
-
-    # the suite can fail: a card whose parameter count is wrong is caught by the manifest test
-    only_manifest = suite[:suite.index('-k') + 1] + ['ToyNet and preset'] + suite[suite.index('-k') + 2:]
-    wrong = run(only_manifest, cwd=tmp_path, env=dict(env, TOY_WRONG_COUNT='1'), check=False)
-    assert wrong.returncode == 1
-    failed = [line for line in wrong.stdout.splitlines() if 'FAILED' in line]
-    assert failed and all('test_preset_parameters_keys_and_shapes_equal_the_manifest[ToyNet' in f for f in failed)
+    suite = [sys.executable, '-m', 'pytest', '-p', 'toy_plugin', '-p', 'no:cacheprovider', '-q', '-rA', '--tb=no',
+             '-k', 'ToyNet', os.path.join(ROOT, 'tests', 'test_conformance.py')]
+    proc = run(suite, cwd=tmp_path, env=env, check=False)
+    lines = proc.stdout.splitlines()
+    passed = {t for t in NETWORK_TESTS for line in lines
+              if line.startswith('PASSED') and (f'::{t}[ToyNet]' in line or f'::{t}[ToyNet-default]' in line)}
+    assert passed == set(NETWORK_TESTS), proc.stdout[-3000:]
+    # the suite can fail: the card that misstates the parameter count fails exactly the manifest test
+    failed = [line for line in lines if line.startswith('FAILED')]
+    assert proc.returncode == 1 and failed
+    assert all('test_preset_parameters_keys_and_shapes_equal_the_manifest[ToyNetWrong-default]' in f
+               for f in failed), failed

@@ -67,7 +67,7 @@ class PairedRestorationDataset(data.Dataset):
     #: the keys of a dataset section this class reads (with the dataloader's; anything else is an option error)
     OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
                              'geometric_augs', 'channels', 'val_crop_size', 'bit_depth', 'meta_info_file',
-                             'filename_tmpl'})
+                             'filename_tmpl', 'mini_batch_sizes', 'iters', 'gt_sizes'})
 
     def __init__(self, opt):
         super().__init__()

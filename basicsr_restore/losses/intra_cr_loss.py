@@ -34,6 +34,30 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def vgg_weight_candidates(given=None):
+    """Where the VGG19 weights are looked for, in order: ``vgg_weights`` (when given), BasicSR's
+    ``experiments/pretrained_models/`` (relative to the working directory), torch hub's cache
+    (``torch.hub.get_dir()/checkpoints``, where torchvision keeps the file it downloaded). Nothing is downloaded."""
+    places = [os.path.expanduser(str(given))] if given else []
+    places += [DEFAULT_VGG_WEIGHTS, os.path.join(torch.hub.get_dir(), 'checkpoints', VGG19_FILE)]
+    return list(dict.fromkeys(places))
+
+
+def find_vgg_weights(given=None):
+    """The first existing file of :func:`vgg_weight_candidates`, or one error listing every place looked."""
+    places = vgg_weight_candidates(given)
+    for place in places:
+        if os.path.isfile(place):
+            return place
+    looked = ''.join(f'\n  - {p} (absolute: {os.path.abspath(p)})' for p in places)
+    raise FileNotFoundError(
+        f"IntraCRLoss: torchvision's ImageNet VGG19 weights ({VGG19_FILE}, IMAGENET1K_V1, a state dict in "
+        f"torchvision's vgg19 layout, features.0.weight ...; published at "
+        f'https://download.pytorch.org/models/{VGG19_FILE}) were not found. Looked at:{looked}\nPut the file in one '
+        'of these places or set the loss option vgg_weights to it. '
+        'Nothing is downloaded. (vgg_weights: random builds an untrained VGG, for tests only.)')
+
+
 def vgg19_layer_names():
     """Names of the modules of ``vgg19().features`` in order: ``conv1_1, relu1_1, ..., pool1, conv2_1, ...``."""
     names, block, conv = [], 1, 1
@@ -65,7 +89,8 @@ class VGG19Taps(nn.Module):
 
     Args:
         taps (sequence of str): layers to return.
-        weights (str): path to a state dict in torchvision's ``vgg19`` layout (``features.<i>.weight`` ...),
+        weights (str or None): path to a state dict in torchvision's ``vgg19`` layout (``features.<i>.weight`` ...;
+            None: :func:`find_vgg_weights` looks in the usual places),
             or ``'random'`` for an untrained network (tests only).
         use_input_norm (bool): normalise the input with the ImageNet mean/std first.
     """
@@ -93,15 +118,12 @@ class VGG19Taps(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def _read_weights(self, path):
-        path = os.path.expanduser(str(path))
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"IntraCRLoss: VGG19 weights not found at '{path}' (absolute: {os.path.abspath(path)}). Put "
-                f"torchvision's ImageNet VGG19 weights there: the file {VGG19_FILE} (IMAGENET1K_V1, a state dict in "
-                "torchvision's vgg19 layout, features.0.weight ...; published at "
-                f'https://download.pytorch.org/models/{VGG19_FILE}), or set the loss option vgg_weights to the path '
-                "of that file. Nothing is downloaded. (vgg_weights: random builds an untrained VGG, for tests only.)")
+    def _read_weights(self, given):
+        path = find_vgg_weights(given)
+        log = logging.getLogger('basicsr')
+        if given and path != os.path.expanduser(str(given)):
+            log.warning(f"IntraCRLoss: vgg_weights '{given}' does not exist; using {path}.")
+        log.info(f'IntraCRLoss: VGG19 weights from {path}.')
         state, _ = checkpoints.read_state_dict(path, what='IntraCRLoss vgg_weights')
         own = self.features.state_dict()
         wanted = {k: state.get(f'features.{k}') for k in own}
@@ -140,9 +162,9 @@ class IntraCRLoss(nn.Module):
             ``neg_lambdas`` (official).
         layer_taps (sequence of str): VGG19 layers (official relu1_1, relu2_1, relu3_1).
         layer_weights (sequence of float): one per tap (official 1/16, 1/8, 1/4).
-        vgg_weights (str): path of torchvision's VGG19 weights ``vgg19-dcbb9e9d.pth`` (default: BasicSR's
-            ``experiments/pretrained_models/vgg19-dcbb9e9d.pth``, relative to the working directory), or
-            ``'random'`` for an untrained VGG (tests only; logs a warning).
+        vgg_weights (str): path of torchvision's VGG19 weights ``vgg19-dcbb9e9d.pth``; absent, or missing there,
+            the file is looked for in BasicSR's ``experiments/pretrained_models/`` and in torch hub's cache
+            (:func:`vgg_weight_candidates`); ``'random'`` builds an untrained VGG (tests only; logs a warning).
         use_input_norm (bool): ImageNet mean/std normalisation before the VGG (official: no).
 
     The VGG runs on the anchor with gradients and on the positive and the negatives without; the distances
@@ -154,7 +176,7 @@ class IntraCRLoss(nn.Module):
 
     def __init__(self, loss_weight=1.0, reduction='mean', pixel_weight=1.0, cr_weight=0.05,
                  neg_lambdas=(1.0, 0.95, 0.9), neg_weights=None, layer_taps=('relu1_1', 'relu2_1', 'relu3_1'),
-                 layer_weights=(1 / 16, 1 / 8, 1 / 4), vgg_weights=DEFAULT_VGG_WEIGHTS, use_input_norm=False):
+                 layer_weights=(1 / 16, 1 / 8, 1 / 4), vgg_weights=None, use_input_norm=False):
         super().__init__()
         if reduction not in ('mean', 'sum'):
             raise ValueError(f"IntraCRLoss: reduction must be 'mean' or 'sum', got {reduction!r}")

@@ -7,9 +7,14 @@ lists every key it reads, and any other key is an error before the run starts, s
   to **every output** of a multi-output network against the ground truth resized (bilinear) to that
   output's size, and summed; losses that declare ``needs_lq`` also get the degraded input;
 * ``optim_g.type``: any optimizer of ``torch.optim`` (``Adam``, ``AdamW``, ``SGD``, ...);
-* ``scheduler.type``: basicsr's ``MultiStepLR``/``MultiStepRestartLR``/``CosineAnnealingRestartLR`` and
-  ``WarmupCosineLR`` (linear warm-up, then cosine to ``eta_min``);
-* ``grad_clip``: max norm of the gradients (``clip_grad_norm_``), off when absent;
+* ``scheduler.type``: basicsr's ``MultiStepLR``/``MultiStepRestartLR``/``CosineAnnealingRestartLR``,
+  ``WarmupCosineLR`` (linear warm-up, then cosine to ``eta_min``) and the forks' ``TrueCosineAnnealingLR`` and
+  ``CosineAnnealingRestartCyclicLR``;
+* ``grad_clip``: max norm of the gradients (``clip_grad_norm_``), off when absent; ``use_grad_clip``: the forks'
+  switch (max-norm 0.01), whose default the forks' model names set (``fork_model.py``);
+* the BasicSR forks' recipe keys: Restormer's progressive batches/patches and ``mixing_augs``
+  (:mod:`~basicsr_restore.models.fork_recipe`), validation by ``val.grids``/``crop_size`` (``max_minibatch``),
+  ``val.window_size`` padding, ``val.use_image`` (= ``metric_input``);
 * ``clamp_output``: clamp the outputs to [0, 1] before the losses (MIRNet's recipe), off by default;
 * **NaN-safe steps** (``step_guard``): a non-finite loss term or gradient leaves the network, its BatchNorm
   statistics, the EMA and the optimizer as they were, decided together by every DDP rank;
@@ -28,6 +33,7 @@ lists every key it reads, and any other key is an error before the run starts, s
   ``path.pretrain_network_g`` files checked up front, with clear messages.
 """
 import copy
+import math
 import os
 import time
 from collections import OrderedDict
@@ -47,7 +53,8 @@ from basicsr_restore.checkpoints import (CheckpointError, check_finite, find_sta
                                          non_finite_keys, official_key, read_checkpoint)
 from basicsr_restore.errors import TestSetsMissing, TrainingStopped
 from basicsr_restore.imageio import atomic_path
-from basicsr_restore.inference import final_output, restore_any_size
+from basicsr_restore.inference import final_output, grid_average, restore_any_size
+from basicsr_restore.models import fork_recipe
 from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
 from basicsr_restore.models.step_guard import StepGuard
 from basicsr_restore.register import register
@@ -129,11 +136,15 @@ class RestorationModel(SRModel):
     #: every key this model reads per section (losses: ``train.<name>_opt``); see ``options_check``
     OPTION_KEYS = {
         'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'grad_clip', 'clamp_output',
-                  'max_skipped_steps'},
-        'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics', 'metric_input', 'save_bit_depth'},
+                  'max_skipped_steps', 'use_grad_clip', 'mixing_augs'},
+        'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics', 'metric_input', 'save_bit_depth',
+                'use_image', 'rgb2bgr', 'grids', 'crop_size', 'max_minibatch', 'window_size'},
         'path': {'pretrain_network_g', 'param_key_g', 'strict_load_g', 'resume_state', 'ignore_resume_networks',
                  'weights_only_g', 'allow_partial_load_g'},
     }
+
+    #: clip the gradients (at ``fork_recipe.FORK_GRAD_CLIP``) when ``train.use_grad_clip`` is absent
+    GRAD_CLIP_BY_DEFAULT = False
 
     def __init__(self, opt):
         if opt.get('val') is not None:
@@ -305,10 +316,14 @@ class RestorationModel(SRModel):
             raise ValueError('train: no loss is configured. Add e.g. `pixel_opt: {type: L1Loss, loss_weight: 1.0}` '
                              '(every train.<name>_opt with a type is a loss).')
         self.clamp_output = bool(train_opt.get('clamp_output', False))
-        self.grad_clip = train_opt.get('grad_clip')
-        if self.grad_clip is not None and not float(self.grad_clip) > 0:
-            raise ValueError('train.grad_clip must be a positive max-norm (e.g. 0.001) or absent, '
-                             f'got {self.grad_clip!r}')
+        self.grad_clip = fork_recipe.grad_clip(train_opt, self.GRAD_CLIP_BY_DEFAULT)
+        self.progressive = fork_recipe.Progressive.from_options(self.opt)
+        self.mixup = fork_recipe.Mixup.from_options(train_opt)
+        logger = get_root_logger()
+        logger.info(f"Gradient clipping: {f'max-norm {self.grad_clip}' if self.grad_clip else 'off'}.")
+        if self.progressive:
+            logger.info(f'Progressive training: batch {self.progressive.batch_sizes}, patch '
+                        f'{self.progressive.patch_sizes} until iterations {self.progressive.ends}.')
         self.guard = StepGuard(self.get_bare_model(self.net_g), train_opt.get('max_skipped_steps', 10))
         self.scaler = speed.grad_scaler(self.speed, self.device)
         self._train_net = speed.compiled(self.net_g, self.speed, training=True)
@@ -344,10 +359,10 @@ class RestorationModel(SRModel):
                 raise ValueError('train.warmup_iter stacks basicsr\'s own warm-up on WarmupCosineLR: use '
                                  'train.scheduler.warmup_iter instead and remove train.warmup_iter.')
             sched_opt.setdefault('total_iter', train_opt['total_iter'])
-        elif sched_type == 'CosineAnnealingRestartLR':
+        elif sched_type in ('CosineAnnealingRestartLR', 'CosineAnnealingRestartCyclicLR'):
             if sum(sched_opt.get('periods', [])) < train_opt['total_iter']:
                 raise ValueError('train.scheduler.periods must add up to at least train.total_iter for '
-                                 'CosineAnnealingRestartLR (basicsr crashes past the last period).')
+                                 f'{sched_type} (the schedule is not defined past the last period).')
         for optimizer in self.optimizers:
             self.schedulers.append(make(optimizer, **sched_opt))
 
@@ -360,6 +375,10 @@ class RestorationModel(SRModel):
         return compute_losses(self.losses, outputs, self.gt, self.lq)
 
     def optimize_parameters(self, current_iter):
+        if self.progressive:
+            self.lq, self.gt = self.progressive(current_iter, self.lq, self.gt, int(self.opt.get('scale') or 1))
+        if self.mixup:
+            self.gt, self.lq = self.mixup(self.gt, self.lq)
         self.guard.snapshot()  # BatchNorm statistics as before this step
         self.optimizer_g.zero_grad(set_to_none=True)
         with speed.autocast(self.speed, self.device):
@@ -419,9 +438,17 @@ class RestorationModel(SRModel):
         bare = self.get_bare_model(net)
         was_training = net.training
         net.eval()
+        val_opt = self.opt.get('val') or {}
+        rule = size_rule(bare)
+        if val_opt.get('window_size'):  # Restormer's test-time padding to a multiple of window_size
+            rule = rule._replace(multiple=math.lcm(rule.multiple, int(val_opt['window_size'])))
         with torch.no_grad(), speed.autocast(self.speed, self.device):
             lq = speed.to_memory_format(self.lq, self.speed)
-            self.output = restore_any_size(self.restorer(bare), lq, size_rule(bare)).float()
+            if val_opt.get('grids'):
+                self.output = grid_average(lambda x: restore_any_size(self.restorer(bare), x, rule), lq,
+                                           int(val_opt['crop_size']), val_opt.get('max_minibatch')).float()
+            else:
+                self.output = restore_any_size(self.restorer(bare), lq, rule).float()
         if was_training:
             net.train()
 
@@ -476,6 +503,17 @@ class RestorationModel(SRModel):
     def _validation_options(self):
         val_opt = self.opt['val']
         metric_input = val_opt.get('metric_input', 'uint8')
+        if 'use_image' in val_opt:  # the forks' name: metrics on the rounded images (true) or on the outputs (false)
+            implied = 'uint8' if val_opt['use_image'] else 'float'
+            if 'metric_input' in val_opt and metric_input != implied:
+                raise ValueError(f"val.use_image: {val_opt['use_image']} and val.metric_input: {metric_input} "
+                                 'contradict each other: keep one.')
+            metric_input = implied
+        if val_opt.get('rgb2bgr', True) is not True:
+            raise ValueError('val.rgb2bgr: false (scoring and saving channel-swapped images) is not supported; remove '
+                             'it (metrics and saved images use BGR files of RGB outputs, as rgb2bgr: true).')
+        if val_opt.get('grids') and not val_opt.get('crop_size'):
+            raise ValueError('val.grids: true needs val.crop_size (the side of the crops the image is restored in).')
         if metric_input not in ('uint8', 'float'):
             raise ValueError(f"val.metric_input must be 'uint8' (BasicSR's rounded images) or 'float' (unrounded "
                              f'outputs, for SIDD and DPDD), got {metric_input!r}.')
@@ -488,6 +526,9 @@ class RestorationModel(SRModel):
         from tqdm import tqdm
         metric_input, save_depth, metrics = self._validation_options()
         dataset_name = dataset.opt['name']
+        if self.opt['val'].get('grids'):
+            get_root_logger().info(f"Validating {dataset_name} in {self.opt['val']['crop_size']}-pixel grid crops "
+                                   '(val.grids), averaged where they overlap.')
         mine = range(rank, len(dataset), world)
         pbar = tqdm(total=len(mine), unit='image') if self.opt['val'].get('pbar', False) else None
         rows = []
