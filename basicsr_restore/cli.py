@@ -2,7 +2,7 @@
 
 Verbs: ``prepare`` (``paired``, ``demo``, ``gopro``, ``hide``, ``realblur``, ``sidd``, ``sidd-val``, ``rain13k``,
 ``rain100h``, ``rain100l``, ``test100``, ``test1200``, ``test2800``, ``dpdd``), ``infer``, ``bench``, ``convert``,
-``manifest``, ``report``, ``doctor``.
+``manifest``, ``migrate``, ``report``, ``doctor``.
 Each ``--help`` tells more.
 """
 import argparse
@@ -32,13 +32,15 @@ def _add_report(sub):
 
 
 def _add_tools(sub):
-    """``infer``, ``bench``, ``convert``, ``manifest``: each module defines its options (``add_arguments``) and ``run``.
+    """``infer``, ``bench``, ``convert``, ``manifest``, ``migrate``: each module defines its options
+    (``add_arguments``) and ``run``.
     A module that fails to import leaves its verb reporting why, and the other verbs working."""
     import importlib
     for verb, help_ in (('infer', 'restore a file, folder or glob of images (any size, tiles, TTA, 16-bit)'),
                         ('bench', 'parameters, MACs, latency, peak memory and training speed of the networks'),
                         ('convert', 'official checkpoint -> BasicSR {params: ...} file, with a report'),
-                        ('manifest', "write the checkpoint-layout manifest of a network's presets")):
+                        ('manifest', "write the checkpoint-layout manifest of a network's presets"),
+                        ('migrate', "a BasicSR fork's option file (NAFNet, HINet, DRCNet, Restormer) in native terms")):
         p = sub.add_parser(verb, help=help_)
         try:
             module = importlib.import_module(f'basicsr_restore.{verb}')
@@ -77,7 +79,7 @@ def _main(argv):
         if args.verb == 'report':
             from basicsr_restore.report import run
             return run(args)
-        if args.verb in ('infer', 'bench', 'convert', 'manifest'):
+        if args.verb in ('infer', 'bench', 'convert', 'manifest', 'migrate'):
             if getattr(args, 'broken', None):
                 raise ValueError(f'this command cannot load ({args.broken}); run `basicsr-restore doctor`.')
             import importlib

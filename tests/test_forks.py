@@ -173,6 +173,13 @@ def logged_lrs(text):
     return {int(i): float(lr) for i, lr in re.findall(r'iter:\s+(\d+), lr:\(([\d.e+-]+),?\)', text)}
 
 
+def trained_steps(folder):
+    """``{iteration: 'lr:(...)] ... losses'}`` of a run's log, without the timings."""
+    text = '\n'.join(p.read_text() for p in folder.glob('*.log'))
+    return {int(i): (lr, losses.strip()) for i, lr, losses in
+            re.findall(r'iter:\s+(\d+), lr:\(([^)]*)\)\] \[eta[^\]]*\] (.*)', text)}
+
+
 @pytest.mark.parametrize('style', ['nafnet', 'restormer'])
 def test_fork_training_file_runs_through_the_stock_runner_with_the_forks_numbers(style, small_pairs, tmp_path):
     opt = (nafnet_style if style == 'nafnet' else restormer_style)(small_pairs)
@@ -195,6 +202,48 @@ def test_fork_training_file_runs_through_the_stock_runner_with_the_forks_numbers
         want = {i: cyclic(i - 1) for i in (1, 2, 3, 4)}
         assert 'Progressive training: batch [4, 2], patch [16, 32] until iterations [2, 4].' in text
     assert set(want) <= set(lr) and all(lr[i] == pytest.approx(want[i], rel=1e-3) for i in want), lr
+    if style == 'nafnet':
+        # `migrate` writes the native file; it trains the same numbers (learning rates and losses, every iteration)
+        native = tmp_path / 'native'
+        native.mkdir()
+        run(['basicsr-restore', 'migrate', str(path), '-o', str(native / 'native.yml')], cwd=tmp_path)
+        migrated = yaml.safe_load((native / 'native.yml').read_text())
+        assert migrated['model_type'] == 'RestorationModel' and migrated['train']['use_grad_clip'] is True
+        run(['python', '-m', 'basicsr.train', '-opt', str(native / 'native.yml')], cwd=native)
+        fork_steps = trained_steps(tmp_path / 'experiments' / opt['name'])
+        assert len(fork_steps) == 3 and trained_steps(native / 'experiments' / opt['name']) == fork_steps
+
+
+def test_migrate_translates_every_fork_key_and_says_so(small_pairs, tmp_path, capsys):
+    from basicsr_restore.migrate import migrate
+
+    from conftest import cli
+    fork = restormer_style(small_pairs)
+    fork['datasets']['train']['use_shuffle'] = True
+    (tmp_path / 'fork.yml').write_text(yaml.safe_dump(fork, sort_keys=False))
+    rc, out, err = cli(capsys, 'migrate', tmp_path / 'fork.yml')
+    assert rc == 0, err
+    native = yaml.safe_load(out)
+    expected = migrate(yaml.safe_load((tmp_path / 'fork.yml').read_text())).opt
+    assert native == expected  # the comments aside, the printed file is the migrated options
+    assert native['model_type'] == 'RestorationModel' and 'use_grad_clip' in native['train']  # Restormer's, kept
+    assert native['datasets']['train']['type'] == native['datasets']['val']['type'] == 'PairedRestorationDataset'
+    assert 'use_shuffle' not in native['datasets']['train'] and native['val']['metric_input'] == 'float'
+    assert 'rgb2bgr' not in native['val'] and native['val']['window_size'] == 8
+    assert native['train']['scheduler'] == fork['train']['scheduler']  # read under its own name
+    lines = out.splitlines()
+    for key in ('model_type: RestorationModel', '    type: PairedRestorationDataset', '  metric_input: float', 'val:',
+                '  train:'):
+        above = [lines[i - 1] for i, line in enumerate(lines) if line == key]
+        assert above and all('# migrate:' in a for a in above), key
+    assert 'translated key(s)' in lines[0]
+    nafnet = nafnet_style(small_pairs)
+    m = migrate(nafnet)
+    assert m.opt['datasets']['train']['use_hflip'] is True and 'use_flip' not in m.opt['datasets']['train']
+    assert m.opt['train']['use_grad_clip'] is True  # ImageRestorationModel clipped by default
+    (tmp_path / 'bad.yml').write_text(yaml.safe_dump({**fork, 'val': {'rgb2bgr': False}}))
+    rc, _, err = cli(capsys, 'migrate', tmp_path / 'bad.yml')
+    assert rc == 2 and 'val.rgb2bgr: false cannot be migrated' in err
 
 
 def test_fork_keys_that_cannot_be_honoured_are_named():

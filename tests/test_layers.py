@@ -65,7 +65,7 @@ def imports_of(path):
 
 
 #: the verbs' modules: none of them may import another
-TOOLS = {'infer', 'bench', 'convert', 'report', 'doctor', 'manifest', 'cli'}
+TOOLS = {'infer', 'bench', 'convert', 'report', 'doctor', 'manifest', 'migrate', 'cli'}
 
 
 def test_no_tool_imports_another_tool_and_archs_import_no_registry():
