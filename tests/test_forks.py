@@ -139,9 +139,9 @@ def nafnet_style(data):
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.0, 'betas': [0.9, 0.9]},
                   'scheduler': {'type': 'TrueCosineAnnealingLR', 'T_max': 4, 'eta_min': 1e-7},
-                  'total_iter': 3, 'warmup_iter': -1,
+                  'total_iter': 2, 'warmup_iter': -1,
                   'pixel_opt': {'type': 'PSNRLoss', 'loss_weight': 1, 'reduction': 'mean'}},
-        'val': {'val_freq': 3, 'save_img': False, 'grids': True, 'crop_size': 32, 'max_minibatch': 8,
+        'val': {'val_freq': 2, 'save_img': False, 'grids': True, 'crop_size': 32, 'max_minibatch': 8,
                 'use_image': False, 'rgb2bgr': True,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}},
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 1000, 'use_tb_logger': False,
@@ -180,19 +180,35 @@ def trained_steps(folder):
             re.findall(r'iter:\s+(\d+), lr:\(([^)]*)\)\] \[eta[^\]]*\] (.*)', text)}
 
 
-@pytest.mark.parametrize('style', ['nafnet', 'restormer'])
+def drcnet_style(data):
+    """DRCNet's authors' format: NAFNet's, with Intra-CR and no vgg_weights (VGG19 from torch hub's cache)."""
+    opt = nafnet_style(data)
+    opt['name'] = 'fork-drcnet'
+    opt['train']['pixel_opt'] = {'type': 'IntraCRLoss', 'loss_weight': 0.5, 'reduction': 'mean'}
+    return opt
+
+
+@pytest.mark.parametrize('style', ['nafnet', 'drcnet', 'restormer'])
 def test_fork_training_file_runs_through_the_stock_runner_with_the_forks_numbers(style, small_pairs, tmp_path):
-    opt = (nafnet_style if style == 'nafnet' else restormer_style)(small_pairs)
+    opt = {'nafnet': nafnet_style, 'drcnet': drcnet_style, 'restormer': restormer_style}[style](small_pairs)
     path = tmp_path / 'fork.yml'
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
-    run(['python', '-m', 'basicsr.train', '-opt', str(path)], cwd=tmp_path)
+    env = {}
+    if style == 'drcnet':
+        from basicsr_restore.losses.intra_cr_loss import vgg19_features
+        hub = tmp_path / 'torch' / 'hub' / 'checkpoints'
+        hub.mkdir(parents=True)
+        torch.save({f'features.{k}': v for k, v in vgg19_features(37).state_dict().items()},
+                   hub / 'vgg19-dcbb9e9d.pth')
+        env = {'TORCH_HOME': str(tmp_path / 'torch')}
+    run(['python', '-m', 'basicsr.train', '-opt', str(path)], cwd=tmp_path, env=env)
     text = '\n'.join(p.read_text() for p in (tmp_path / 'experiments' / opt['name']).glob('*.log'))
     assert 'Gradient clipping: max-norm 0.01.' in text
     assert re.search(r'Validation gopro-test\s+# psnr: \d+\.\d+', text)
     lr = logged_lrs(text)
     # basicsr steps the schedule before every iteration but the first: iteration i trains at step i - 1
-    if style == 'nafnet':  # torch's CosineAnnealingLR over T_max=4
-        want = {i: 1e-7 + (1e-3 - 1e-7) * 0.5 * (1 + math.cos(math.pi * (i - 1) / 4)) for i in (1, 2, 3)}
+    if style != 'restormer':  # torch's CosineAnnealingLR over T_max=4
+        want = {i: 1e-7 + (1e-3 - 1e-7) * 0.5 * (1 + math.cos(math.pi * (i - 1) / 4)) for i in (1, 2)}
         assert 'Validating gopro-test in 32-pixel grid crops (val.grids)' in text
     else:  # two cycles of 2 steps
         def cyclic(t):
@@ -202,6 +218,8 @@ def test_fork_training_file_runs_through_the_stock_runner_with_the_forks_numbers
         want = {i: cyclic(i - 1) for i in (1, 2, 3, 4)}
         assert 'Progressive training: batch [4, 2], patch [16, 32] until iterations [2, 4].' in text
     assert set(want) <= set(lr) and all(lr[i] == pytest.approx(want[i], rel=1e-3) for i in want), lr
+    if style == 'drcnet':
+        assert re.search(r'IntraCRLoss: VGG19 weights from .*torch/hub/checkpoints/vgg19-dcbb9e9d.pth', text)
     if style == 'nafnet':
         # `migrate` writes the native file; it trains the same numbers (learning rates and losses, every iteration)
         native = tmp_path / 'native'
@@ -211,7 +229,7 @@ def test_fork_training_file_runs_through_the_stock_runner_with_the_forks_numbers
         assert migrated['model_type'] == 'RestorationModel' and migrated['train']['use_grad_clip'] is True
         run(['python', '-m', 'basicsr.train', '-opt', str(native / 'native.yml')], cwd=native)
         fork_steps = trained_steps(tmp_path / 'experiments' / opt['name'])
-        assert len(fork_steps) == 3 and trained_steps(native / 'experiments' / opt['name']) == fork_steps
+        assert len(fork_steps) == 2 and trained_steps(native / 'experiments' / opt['name']) == fork_steps
 
 
 def test_migrate_translates_every_fork_key_and_says_so(small_pairs, tmp_path, capsys):
