@@ -291,14 +291,9 @@ def config_text(name, kwargs):
 
 def load_options(path):
     """A BasicSR option file as a dict (only the parts read here: ``network_g``, ``path``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"-opt '{path}' does not exist.")
-    with open(path, encoding='utf-8') as f:
-        try:
-            opt = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"-opt '{path}' is not valid YAML: {_first_line(exc)}") from None
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
+    from basicsr_restore.options_check import read_option_file
+    opt = read_option_file(path)
+    if not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
         raise ValueError(f"-opt '{path}' has no network_g with a type (e.g. network_g: {{type: IRNeXt}}).")
     return opt
 

@@ -122,16 +122,8 @@ def emit(opt, notes, path=(), indent=0):
 
 def migrated_text(path):
     """The migrated option file of ``path`` as text (a header, then the options with their comments)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"'{path}' does not exist.")
-    with open(path, encoding='utf-8') as f:
-        try:
-            opt = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"'{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(opt, dict):
-        raise ValueError(f"'{path}' does not hold an option mapping.")
-    m = migrate(opt)
+    from basicsr_restore.options_check import read_option_file
+    m = migrate(read_option_file(path, what='FORK.yml'))
     header = [f'# migrated by basicsr-restore from {os.path.basename(path)}: {len(m.notes)} translated key(s), '
               'marked "# migrate:"; every other key is read as in the fork']
     return '\n'.join(header + emit(m.opt, m.notes)) + '\n'

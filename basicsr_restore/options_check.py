@@ -40,6 +40,23 @@ HOST_DATASETS = {'PairedImageDataset': {'dataroot_gt', 'dataroot_lq', 'meta_info
 METRIC_EXTRA = {'type', 'better'}
 
 
+def read_option_file(path, what='-opt'):
+    """An option file as a dict, with one clear error for a missing file, bad YAML or a file that is no mapping."""
+    import os
+
+    import yaml
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} '{path}' does not exist.")
+    with open(path, encoding='utf-8') as f:
+        try:
+            opt = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{what} '{path}' is not valid YAML: {str(exc).strip().splitlines()[0]}") from None
+    if not isinstance(opt, dict):
+        raise ValueError(f"{what} '{path}' does not hold options (a YAML mapping such as `name: ...`).")
+    return opt
+
+
 def closest(name, candidates):
     match = difflib.get_close_matches(str(name), sorted(map(str, candidates)), n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'? " if match else ''
