@@ -34,8 +34,8 @@ import torch
 
 from basicsr_restore import speed as speeds
 from basicsr_restore.archs.card import size_rule
-from basicsr_restore.imageio import (IMAGE_EXTENSIONS, PEAKS, ImageError, decode, is_image, labelled, output_extension,
-                                     to_8bit, write_image)
+from basicsr_restore.imageio import (IMAGE_EXTENSIONS, PEAKS, ImageError, decode, from_float, is_image, labelled,
+                                     output_extension, to_8bit, to_float, write_image)
 from basicsr_restore.inference import Restorer, pick_device
 
 # ITU-R BT.601 luma (OpenCV's BGR2GRAY weights), applied before quantisation
@@ -99,7 +99,7 @@ def read_picture(path):
 
 def to_tensor(picture):
     """(1, 3, H, W) float32 RGB in [0, 1]."""
-    rgb = picture.color[:, :, ::-1].astype(np.float32) / picture.peak
+    rgb = to_float(picture.color[:, :, ::-1], picture.path)
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
 
 
@@ -110,13 +110,13 @@ def to_output(picture, out):
     re-attached unchanged.
     """
     bgr = out[0].float().clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1].astype(np.float64)
-    peak, dtype = picture.peak, picture.color.dtype
+    dtype = picture.color.dtype
     if picture.gray:
-        gray = np.round((bgr @ LUMA_BGR).clip(0, 1) * peak).astype(dtype)
+        gray = from_float(bgr @ LUMA_BGR, dtype)
         color = np.repeat(gray[:, :, None], 3, axis=2)
         written = gray if picture.alpha is None else np.dstack([gray, picture.alpha])
     else:
-        color = np.round(bgr * peak).astype(dtype)
+        color = from_float(bgr, dtype)
         written = color if picture.alpha is None else np.dstack([color, picture.alpha])
     return written, color
 

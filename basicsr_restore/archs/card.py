@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple, Optional, Tuple
 
+import torch
+
 
 class SizeRule(NamedTuple):
     """Height and width must be multiples of ``multiple`` and at least ``min_size`` (``why``)."""
@@ -39,7 +41,7 @@ class SizeRule(NamedTuple):
         """A clear error when the spatial size of ``x`` breaks the rule (``minimum=False``: the multiple only)."""
         h, w = x.shape[-2:]
         if h % self.multiple or w % self.multiple:
-            hint = ('set datasets.train.gt_size to a multiple of {m}' if _grad_enabled() else
+            hint = ('set datasets.train.gt_size to a multiple of {m}' if torch.is_grad_enabled() else
                     'pad the input first (basicsr_restore.inference.restore_any_size pads and crops back; '
                     'RestorationModel and `basicsr-restore infer` do it for you)')
             raise ValueError(f'{net_name} needs height and width that are multiples of {self.multiple}, got {h}x{w}: '
@@ -47,11 +49,6 @@ class SizeRule(NamedTuple):
         if minimum and min(h, w) < self.min_size:
             raise ValueError(f'{net_name} needs inputs of at least {self.min_size}x{self.min_size} ({self.why}), got '
                              f'{h}x{w}: set datasets.train.gt_size to {self.min_size} or more, or pad the input.')
-
-
-def _grad_enabled():
-    import torch
-    return torch.is_grad_enabled()
 
 
 @dataclass(frozen=True)
