@@ -50,6 +50,7 @@ from basicsr_restore import checkpoints, inference, speed
 from basicsr_restore.archs.card import size_rule
 from basicsr_restore.imageio import atomic_path
 from basicsr_restore.inference import final_output
+from basicsr_restore.options_check import read_option_file
 
 MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
               'cudnn_benchmark', 'tf32')
@@ -242,13 +243,6 @@ def measure_forward(runner, chosen, size, device, warmup, runs):
     return spread(times), peak, timer.method
 
 
-def read_options(path):
-    """An option file as a dict (empty for an empty file)."""
-    import yaml
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f) or {}
-
-
 def recipe_losses(opt_path, name, device):
     """``(losses, description)``: the ``train.*_opt`` losses of ``opt_path`` (or of the network's shipped recipe),
     or L1 when there is no recipe."""
@@ -256,7 +250,7 @@ def recipe_losses(opt_path, name, device):
     specs, path = {}, None
     for path in (opt_path, RECIPES.get(name)):
         if path and os.path.isfile(path):
-            train = read_options(path).get('train') or {}
+            train = read_option_file(path).get('train') or {}
             specs = {k: dict(v) for k, v in train.items() if k.endswith('_opt') and isinstance(v, dict) and 'type' in v}
             if specs:
                 break
@@ -422,9 +416,7 @@ def load_train_dataset(opt_path):
     from basicsr.data import build_dataset
 
     import basicsr_restore  # noqa: F401  (registers the datasets)
-    if not os.path.isfile(opt_path):
-        raise FileNotFoundError(f"--data -opt '{opt_path}' does not exist.")
-    opt = read_options(opt_path)
+    opt = read_option_file(opt_path, what='--data -opt')
     block = (opt.get('datasets') or {}).get('train')
     if not isinstance(block, dict):
         raise ValueError(f"'{opt_path}' has no datasets.train block: give a training option file.")
@@ -626,7 +618,7 @@ def suite_recipes(given):
                             glob.glob(os.path.join('options', 'demo', '*.yml')))
     runnable, skipped = [], []
     for path in files:
-        opt = read_options(path)
+        opt = read_option_file(path)
         root = ((opt.get('datasets') or {}).get('train') or {}).get('dataroot_gt')
         network = (opt.get('network_g') or {}).get('type')
         (runnable if root and os.path.exists(root) else skipped).append((path, root, network))
