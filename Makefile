@@ -1,5 +1,6 @@
 # make install | make demo | make test | make bench   (Python 3.11; torch and torchvision come from pip, basicsr 1.4.2 is
-# built without build isolation so that pip does not pull torch into a build environment)
+# built without build isolation so that pip does not pull torch into a build environment; this package is built by
+# its setup.py, editable, with the setuptools installed first)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,11 +11,11 @@ DEMO   := options/demo/IRNeXt_demo.yml
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml basicsr_restore_autoload.py basicsr_restore.pth basicsr_restore.start
+$(STAMP): setup.py pyproject.toml basicsr_restore_autoload.py basicsr_restore.pth basicsr_restore.start
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade-strategy only-if-needed torch==2.14.1 torchvision==0.29.1 setuptools wheel
 	$(BIN)/python -m pip install -q --no-build-isolation --use-pep517 basicsr==1.4.2
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
 	$(BIN)/basicsr-restore doctor > /dev/null || $(BIN)/basicsr-restore doctor
 	touch $(STAMP)
 

@@ -29,6 +29,8 @@ LOADED = []
 FAILURES = []
 #: what :func:`install` did, for ``basicsr-restore doctor``
 STATE = {'installed': False, 'basicsr_hook_fired': False}
+#: functions to call once ``basicsr`` has been imported (see :func:`when_basicsr_imported`)
+CALLBACKS = []
 
 _ALIASES = ('torchvision.transforms.functional_tensor', 'distutils', 'distutils.version')
 
@@ -134,8 +136,10 @@ class _AfterExec:
         # from here on the real loader answers (e.g. importlib.reload, pkgutil)
         module.__spec__.loader = self._loader
         module.__loader__ = self._loader
-        STATE['basicsr_hook_fired'] = True
-        load_plugins()
+        if STATE['installed']:
+            STATE['basicsr_hook_fired'] = True
+            load_plugins()
+        _run_callbacks()
         _leave_runner_to_runpy()
 
 
@@ -235,6 +239,27 @@ def install():
         load_plugins()
     elif _BasicsrHook not in sys.meta_path:
         sys.meta_path.insert(0, _BasicsrHook)
+
+
+def when_basicsr_imported(callback):
+    """Call ``callback()`` once ``basicsr`` is imported (now, if it already is). ``import basicsr_restore`` uses it
+    to register its classes only when basicsr is used, so that importing the package stays light. Works with the
+    startup hook off too."""
+    if 'basicsr' in sys.modules:
+        callback()
+        return
+    CALLBACKS.append(callback)
+    if _BasicsrHook not in sys.meta_path:
+        sys.meta_path.insert(0, _BasicsrHook)
+
+
+def _run_callbacks():
+    while CALLBACKS:
+        callback = CALLBACKS.pop(0)
+        try:
+            callback()
+        except Exception as exc:
+            _report_failure(getattr(callback, '__module__', 'callback'), exc)
 
 
 def install_fallbacks():

@@ -1,12 +1,15 @@
 """basicsr-restore: published image-restoration networks for BasicSR's own runners.
 
-``import basicsr_restore`` makes ``import basicsr`` work on today's torchvision and registers every
-network, loss, model and dataset of this package in BasicSR's registries (idempotent: importing twice,
-or after the startup hook already did it, is harmless).
+``import basicsr_restore`` makes ``import basicsr`` work on today's torchvision and registers every network,
+loss, model and dataset of this package in BasicSR's registries as soon as basicsr is imported (at once when it
+already is; idempotent). Importing the package itself stays light: neither torch nor basicsr is imported
+until used, so that ``basicsr-restore --help`` answers at once.
 
-The networks (``basicsr_restore.archs``), losses (``basicsr_restore.losses``) and the inference path
-(``basicsr_restore.inference``) are plain torch: where basicsr is not installed they still import and run,
-and only the registration is left out.
+The Python API (:mod:`basicsr_restore.api`, plain torch)::
+
+    net = basicsr_restore.load('net_g_latest.pth')    # the network is found from the file
+    out = net.restore(image)                           # numpy H x W x C (RGB) or a tensor, any size
+    net = basicsr_restore.build('IRNeXt', preset='deblur')
 """
 __version__ = '0.1.0'
 
@@ -15,19 +18,22 @@ from basicsr_restore import compat as _compat
 _compat.ensure_import_fixes()
 
 
-def _basicsr_installed():
-    # import basicsr before our registering modules: when the startup hook is active, this is the moment it
-    # loads the ``basicsr.plugins`` entry points, ours included (which then finds a complete basicsr)
-    try:
-        import basicsr  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name == 'basicsr':
-            return False
-        raise
-    return True
-
-
-if _basicsr_installed():
+def _register():
     from basicsr_restore.register import register_all
-
     register_all()
+
+
+_compat.when_basicsr_imported(_register)
+
+_API = ('load', 'build', 'Network')
+
+
+def __getattr__(name):
+    if name in _API:
+        from basicsr_restore import api
+        return getattr(api, name)
+    raise AttributeError(f'module basicsr_restore has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

@@ -741,35 +741,3 @@ def run(args):
     for r in failed:
         print(f"basicsr-restore bench: {r['network']} ({r['mode']}): {r['error']}", file=sys.stderr)
     return 1 if failed and not args.load else 0
-
-
-def add_arguments(p):
-    """The ``bench`` options (used by ``basicsr_restore.cli``)."""
-    p.add_argument('--arch', help='one registered network (default: every network of this package)')
-    p.add_argument('-opt', help="an option file: measure its network_g")
-    p.add_argument('--size', default='256', help='forward input size N or HxW (default 256; rounded up to the '
-                                                 "network's multiple)")
-    p.add_argument('--patch', help='training patch N or HxW (default: --size)')
-    p.add_argument('--train-batch', type=int, default=2, help='training batch (default 2: BatchNorm needs 2)')
-    p.add_argument('--no-train', action='store_true', help='skip the training measurement')
-    p.add_argument('--warmup', type=int, default=3, help='untimed runs first (default 3; compile happens here)')
-    p.add_argument('--runs', type=int, default=10, help='timed runs (default 10)')
-    p.add_argument('--mode', default='fp32', help=f"{', '.join(MODE_FLAGS)}, a combination with + "
-                                                  '(bf16+channels_last+compile), or best')
-    p.add_argument('--suite', action='store_true', help='every network x {fp32, best}, inference and training, and '
-                   'the data pipeline of the recipes: a Markdown report and a JSON file (--json, default '
-                   'bench-suite.json)')
-    p.add_argument('--data', action='store_true', help='measure the training DataLoader of -opt (samples/s, per '
-                                                       'worker, decode share)')
-    p.add_argument('--data-opt', nargs='+', metavar='FILE', help='--suite: the recipes whose data pipeline is measured '
-                                                                 '(default: every shipped recipe with its data here)')
-    p.add_argument('--workers', type=int, default=2, help='--data/--suite: DataLoader worker processes (default 2)')
-    p.add_argument('--batches', type=int, default=20, help='--data/--suite: timed batches (default 20)')
-    p.add_argument('--vs', metavar='MODE_OR_FILE', help='a second mode to run, or a results JSON to compare with')
-    p.add_argument('--load', metavar='FILE', help='read results from FILE instead of running (with --vs FILE2)')
-    p.add_argument('--device', default='auto', help='cpu, cuda or cuda:N (default: cuda when available)')
-    p.add_argument('--threads', type=int, help='CPU threads (torch.set_num_threads)')
-    p.add_argument('--json', metavar='FILE', help='write every figure to FILE')
-    p.add_argument('--overwrite', action='store_true', help='replace an existing --json FILE')
-    p.add_argument('--arch-args', nargs='+', metavar='K=V', default=[],
-                   help='constructor arguments of --arch: key=value ... or one JSON object (put this option last)')

@@ -82,8 +82,9 @@ def read_checkpoint(path, trusted=False, what='weights', trust_hint='pass --trus
 
 
 def _first_line(exc):
+    """The first line of an exception's message, whole (never cut mid-sentence)."""
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------- the state dict
@@ -260,20 +261,28 @@ def parse_arch_args(tokens, where='--arch-args'):
 
 
 def arch_class(name):
-    """The registered architecture class ``name`` (ours or basicsr's), or a clear error listing ours."""
-    from basicsr.utils.registry import ARCH_REGISTRY
+    """The network class ``name``: one of this package's (found without basicsr), else basicsr's registry (its own
+    networks and other plugins'); a clear error listing ours."""
+    from basicsr_restore.identify import networks
+    ours = {cls.__name__: cls for cls in networks()}
+    if name in ours:
+        return ours[name]
+    try:
+        from basicsr.utils.registry import ARCH_REGISTRY
 
-    import basicsr_restore  # noqa: F401  (registers our networks)
-    from basicsr_restore.register import OURS
-    if name not in ARCH_REGISTRY:
-        raise ValueError(f"architecture {name!r} is not registered. This package provides: {', '.join(OURS['arch'])} "
-                         "(basicsr's own networks work too). `basicsr-restore doctor` lists every name.")
-    return ARCH_REGISTRY.get(name)
+        from basicsr_restore.register import register_all
+        register_all()
+        if name in ARCH_REGISTRY:
+            return ARCH_REGISTRY.get(name)
+    except ImportError:
+        pass
+    raise ValueError(f"architecture {name!r} is not registered. This package provides: {', '.join(ours)} "
+                     "(basicsr's own networks work too). `basicsr-restore doctor` lists every name.")
 
 
-def build_arch(name, kwargs, where='--arch-args'):
+def build_arch(name, kwargs, where='--arch-args', cls=None):
     """``name(**kwargs)`` with a clear error for unknown or bad arguments."""
-    cls = arch_class(name)
+    cls = cls or arch_class(name)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
@@ -298,8 +307,9 @@ def load_options(path):
     return opt
 
 
-def network_spec(opt_path=None, arch=None, arch_args=None):
-    """``(name, kwargs, opt)`` from an option file's ``network_g`` or from ``--arch``/``--arch-args``."""
+def network_spec(opt_path=None, arch=None, arch_args=None, weights=None):
+    """``(name, kwargs, opt)`` from an option file's ``network_g`` or from ``--arch``/``--arch-args``; with only
+    ``weights``, ``(None, {}, None)``: the checkpoint names its network (see :func:`open_network`)."""
     if opt_path and arch:
         raise ValueError('give either -opt or --arch, not both (the option file names the network in network_g).')
     if opt_path:
@@ -309,18 +319,75 @@ def network_spec(opt_path=None, arch=None, arch_args=None):
         return opt['network_g']['type'], kwargs, opt
     if arch:
         return arch, parse_arch_args(arch_args), None
-    raise ValueError('name the network: -opt OPTIONS.yml (its network_g and path.pretrain_network_g) or '
-                     '--arch NAME --weights FILE [--arch-args key=value ...].')
+    if arch_args:
+        raise ValueError('--arch-args needs --arch NAME (the network they belong to).')
+    if weights:
+        return None, {}, None  # the network is the one the checkpoint records or its key layout shows
+    raise ValueError('name the weights: --weights FILE (the network is found from the file), -opt OPTIONS.yml (its '
+                     'network_g and path.pretrain_network_g), or --arch NAME --weights FILE '
+                     '[--arch-args key=value ...].')
+
+
+#: the entry of our checkpoints that records the network (``{'type': name, **arguments}``, like ``network_g``)
+NETWORK_KEY = 'network_g'
+
+
+def network_record(checkpoint):
+    """``(name, kwargs)`` recorded in a checkpoint's ``network_g`` entry, or None."""
+    record = checkpoint.get(NETWORK_KEY) if isinstance(checkpoint, dict) else None
+    if isinstance(record, dict) and isinstance(record.get('type'), str):
+        return record['type'], {k: v for k, v in record.items() if k != 'type'}
+    return None
+
+
+def record_of(opt_network):
+    """The ``network_g`` entry to save beside the weights: plain values only (None when they are not)."""
+    try:
+        return json.loads(json.dumps(dict(opt_network)))
+    except (TypeError, ValueError):
+        return None
+
+
+def open_network(weights, arch=None, arch_args=None, param_key=None, strict=True, trusted=False, what='--weights',
+                 allow_partial=False, prefer_ema=True):
+    """Build the network of ``weights`` and load them into it; returns ``(net, info)``.
+
+    The network is ``arch(**arch_args)`` when named; else the one the file records (``network_g``, written by
+    this package's model and ``convert``); else the one its key layout identifies (:mod:`basicsr_restore.identify`:
+    an official preset or arguments read from the shapes). ``info`` is :func:`find_state_dict`'s, plus
+    ``network`` (how the network is written) and ``found`` (how it was chosen).
+    """
+    checkpoint = read_checkpoint(weights, trusted=trusted, what=what)
+    where = f"{what} '{weights}'"
+    if arch:
+        name, kwargs, found = arch, dict(arch_args or {}), 'named'
+    elif network_record(checkpoint):
+        (name, kwargs), found = network_record(checkpoint), f'recorded in the file ({NETWORK_KEY})'
+    else:
+        name = kwargs = None
+    cls = arch_class(name) if name else None
+    official = getattr(getattr(cls, 'card', None), 'checkpoint_key', None)
+    state, info = find_state_dict(checkpoint, param_key, official, prefer_ema, where=where)
+    check_finite(state, where)
+    if cls is None:
+        from basicsr_restore.identify import UnknownLayout, identify
+        try:
+            identified = identify(state)
+        except UnknownLayout as exc:
+            raise UnknownLayout(f'{where}: {exc}') from None
+        cls, name, kwargs = identified.cls, identified.name, identified.kwargs
+        found = f"preset {identified.preset!r}" if identified.preset else 'arguments read from the key layout'
+        found = f'identified from the key layout ({found})'
+    net = build_arch(name, kwargs, cls=cls)
+    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, where, strict, allow_partial)
+    info['network'], info['found'], info['name'], info['kwargs'] = config_text(name, kwargs), found, name, kwargs
+    return net, info
 
 
 def load_network(name, kwargs, weights, param_key=None, strict=True, trusted=False, what='--weights',
                  allow_partial=False):
     """Build ``name(**kwargs)`` and load ``weights`` into it; returns ``(net, info)`` (see find_state_dict)."""
-    net = build_arch(name, kwargs)
-    state, info = read_state_dict(weights, param_key, official_key(net), trusted=trusted, what=what)
-    info['missing'], info['unexpected'], info['shape_mismatches'] = load_into(net, state, f"{what} '{weights}'", strict,
-                                                                              allow_partial)
-    return net, info
+    return open_network(weights, name, kwargs, param_key, strict, trusted, what, allow_partial)
 
 
 def official_key(net):

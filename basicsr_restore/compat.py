@@ -39,6 +39,11 @@ def note(message):
         APPLIED.append(message)
 
 
+def when_basicsr_imported(callback):
+    """Call ``callback()`` once basicsr is imported, or now if it already is (see ``basicsr_restore_autoload``)."""
+    _autoload.when_basicsr_imported(callback)
+
+
 def ensure_import_fixes():
     """Make ``import basicsr`` work (idempotent). Does nothing where the real modules exist."""
     _autoload.install_fallbacks()

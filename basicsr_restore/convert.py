@@ -1,11 +1,12 @@
 """``basicsr-restore convert SRC DST``: an official (or any) checkpoint -> a BasicSR weights file.
 
-Writes ``{'params': state_dict}`` (and ``'params_ema'``, the same tensors, with ``--ema``), which
-``path.pretrain_network_g`` loads with the default ``param_key_g: params``, and prints what was mapped: the
-key the weights were under, the prefixes stripped, the tensor and value counts, and, with ``--arch``, the
-strict match against that network. The source is read weights-only: a file that pickles other Python
-objects is refused unless ``--trusted`` says it comes from a trusted source. An existing DST is never
-replaced without ``--overwrite``.
+Writes ``{'params': state_dict, 'network_g': {'type': ..., arguments}}`` (and ``'params_ema'``, the same tensors,
+with ``--ema``), which ``path.pretrain_network_g`` loads with the default ``param_key_g: params`` and which
+``infer``, ``export``, ``serve`` and ``basicsr_restore.load`` open without naming the network. Prints what was
+mapped: the key the weights were under, the prefixes stripped, the tensor and value counts, the network (named
+by ``--arch``, else identified from the key layout) and the strict match against it. The source is read
+weights-only: a file that pickles other Python objects is refused unless ``--trusted`` says it comes from a
+trusted source. An existing DST is never replaced without ``--overwrite``.
 """
 import os
 from collections import OrderedDict
@@ -24,12 +25,16 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
         raise FileExistsError(f"output '{dst}' exists; pass --overwrite to replace it.")
     if arch_args and not arch:
         raise ValueError('--arch-args needs --arch NAME.')
+    net = None
     checkpoint = checkpoints.read_checkpoint(src, trusted=trusted, what='source')
-    official = None
+    record, kwargs = None, checkpoints.parse_arch_args(arch_args)
+    if not arch and checkpoints.network_record(checkpoint):
+        arch, kwargs = checkpoints.network_record(checkpoint)
     if arch:
-        net = checkpoints.build_arch(arch, checkpoints.parse_arch_args(arch_args))
-        official = checkpoints.official_key(net)
-    state, info = checkpoints.find_state_dict(checkpoint, param_key, official, prefer_ema=True, where=f"'{src}'")
+        net = checkpoints.build_arch(arch, kwargs)
+        record = dict(type=arch, **kwargs)
+    state, info = checkpoints.find_state_dict(checkpoint, param_key, checkpoints.official_key(net) if arch else None,
+                                              prefer_ema=True, where=f"'{src}'")
     values = sum(v.numel() for v in state.values())
     dtypes = sorted({str(v.dtype).replace('torch.', '') for v in state.values()})
     lines = [f"source: {src} ({'trusted, full unpickling' if trusted else 'weights-only load'})"]
@@ -38,15 +43,27 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
     lines.append(f'weights: {checkpoints.describe(info)}; {values:,} values ({", ".join(dtypes)})')
     if not info['stripped']:
         lines.append('prefixes stripped: none')
-    if arch:
+    if not arch:
+        from basicsr_restore.identify import UnknownLayout, identify
+        try:
+            found = identify(state)
+        except UnknownLayout as exc:  # still a valid conversion (e.g. a network of basicsr itself), said plainly
+            lines.append(f'network: not identified, so none is recorded. {exc}')
+        else:
+            net, arch, kwargs = found.cls(**found.kwargs), found.name, found.kwargs
+            record = dict(type=arch, **kwargs)
+            lines.append(f'identified from the key layout: {found.describe()}')
+    if net is not None:
         checkpoints.load_into(net, state, f"'{src}'", strict=True)  # raises, listing what does not fit
         params = sum(p.numel() for p in net.parameters())
-        lines.append(f'matches {checkpoints.config_text(arch, checkpoints.parse_arch_args(arch_args))}: all '
-                     f'{len(net.state_dict())} keys and shapes (strict), {params:,} parameters')
+        lines.append(f'matches {checkpoints.config_text(arch, kwargs)}: all {len(net.state_dict())} keys and shapes '
+                     f'(strict), {params:,} parameters')
     clean = OrderedDict((k, v.detach().cpu().contiguous().clone()) for k, v in state.items())
     payload = {'params': clean}
     if ema:
         payload['params_ema'] = clean
+    if record is not None:
+        payload[checkpoints.NETWORK_KEY] = checkpoints.record_of(record)
     folder = os.path.dirname(os.path.abspath(dst))
     os.makedirs(folder, exist_ok=True)
     with atomic_path(dst) as tmp:  # a failed or interrupted write leaves nothing behind
@@ -60,17 +77,3 @@ def run(args):
                         args.overwrite):
         print(line)
     return 0
-
-
-def add_arguments(p):
-    """The ``convert`` options (used by ``basicsr_restore.cli``)."""
-    p.add_argument('src', help='checkpoint to convert (.pth, .pkl, .pt)')
-    p.add_argument('dst', help='BasicSR weights file to write')
-    p.add_argument('--param-key', help='key that holds the weights (default: detected)')
-    p.add_argument('--arch', help='check the weights against this registered network (strict)')
-    p.add_argument('--arch-args', nargs='+', metavar='K=V', default=[],
-                   help='constructor arguments of --arch: key=value ... or one JSON object (put this option last)')
-    p.add_argument('--ema', action='store_true', help='also write the weights as params_ema')
-    p.add_argument('--trusted', action='store_true',
-                   help='the source is trusted: allow pickled Python objects (torch.load weights_only=False)')
-    p.add_argument('--overwrite', action='store_true', help='replace an existing DST')

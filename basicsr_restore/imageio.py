@@ -12,6 +12,7 @@ float conversion, labelled strips, and atomic writes. Every reader and writer of
 """
 import contextlib
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -132,3 +133,58 @@ def labelled(img, text):
     cv2.rectangle(img, (0, 0), (w + 12, h + base + 10), (0, 0, 0), thickness=-1)
     cv2.putText(img, text, (6, h + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     return img
+
+
+# ------------------------------------------------------------------------------ pictures (what a network sees)
+FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass
+class Picture:
+    """An image ready for a network: ``color`` is H x W x 3 BGR (uint8, uint16, or float in [0, 1]); ``gray``
+    says it had one channel (replicated here); ``alpha`` is the H x W alpha channel or None."""
+    path: str
+    color: np.ndarray
+    gray: bool = False
+    alpha: np.ndarray = None
+
+    @property
+    def peak(self):
+        return PEAKS.get(self.color.dtype, 1.0)
+
+    def view8(self):
+        """8-bit BGR for looking at (16-bit reduced by the package's one rule, float rounded, alpha dropped)."""
+        if self.color.dtype in FLOAT_TYPES:
+            return from_float(self.color, np.uint8)
+        return to_8bit(self.color)
+
+
+def picture_from_array(img, where, gray_alpha=True):
+    """H x W (gray), H x W x 1, x 2 (gray + alpha, only with ``gray_alpha``), x 3 or x 4 (+ alpha) BGR array ->
+    :class:`Picture`; one clear :class:`ImageError` naming ``where`` for anything else."""
+    if not isinstance(img, np.ndarray):
+        raise ImageError(f'{where}: expected a numpy array, got {type(img).__name__}.')
+    if img.dtype not in PEAKS and img.dtype not in FLOAT_TYPES:
+        raise ImageError(f'{where}: {img.dtype} pixels; give uint8, uint16, or float32/float64 in [0, 1].')
+    if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
+        raise ImageError(f'{where}: shape {tuple(img.shape)} is not an image; give H x W or H x W x C '
+                         '(C = 1, 3 or 4) with H, W >= 1.')
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return Picture(where, np.repeat(img[:, :, None], 3, axis=2), gray=True)
+    channels = img.shape[2]
+    if channels == 2 and gray_alpha:
+        return Picture(where, np.repeat(img[:, :, :1], 3, axis=2), gray=True, alpha=img[:, :, 1].copy())
+    if channels == 3:
+        return Picture(where, np.ascontiguousarray(img))
+    if channels == 4:
+        return Picture(where, np.ascontiguousarray(img[:, :, :3]), alpha=img[:, :, 3].copy())
+    allowed = '1 (gray), 2 (gray + alpha), 3 (color) and 4 (color + alpha)' if gray_alpha else \
+        '1 (gray), 3 (color) and 4 (color + alpha)'
+    raise ImageError(f'{where}: {channels} channels; supported are {allowed}.')
+
+
+def read_picture(path):
+    """Decode ``path`` unchanged (bit depth, channels) into a :class:`Picture`."""
+    return picture_from_array(decode(path, f"cannot read image '{path}'"), f"image '{path}'")

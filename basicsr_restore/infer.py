@@ -1,8 +1,10 @@
 """``basicsr-restore infer``: restore a file, a folder or a glob of images with a trained network.
 
 The network comes from a test option file (``-opt``: ``network_g``, ``path.pretrain_network_g``,
-``path.param_key_g``) or from ``--arch NAME --weights FILE [--arch-args key=value ...]`` (any checkpoint
-layout of :mod:`basicsr_restore.checkpoints`, strict loading).
+``path.param_key_g``), from ``--arch NAME --weights FILE [--arch-args key=value ...]``, or from ``--weights FILE``
+alone: the network the file records (``network_g``, in the checkpoints of this package) or the one its key
+layout identifies (:mod:`basicsr_restore.identify`). Any checkpoint layout of :mod:`basicsr_restore.checkpoints`,
+strict loading.
 
 The forward pass is :mod:`basicsr_restore.inference` (shared with validation, ``report`` and ``bench``):
 
@@ -27,19 +29,15 @@ import glob
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from basicsr_restore import speed as speeds
 from basicsr_restore.archs.card import size_rule
-from basicsr_restore.imageio import (IMAGE_EXTENSIONS, PEAKS, ImageError, decode, from_float, is_image, labelled,
-                                     output_extension, to_8bit, to_float, write_image)
-from basicsr_restore.inference import Restorer, pick_device
-
-# ITU-R BT.601 luma (OpenCV's BGR2GRAY weights), applied before quantisation
-LUMA_BGR = np.array([0.114, 0.587, 0.299])
+from basicsr_restore.imageio import (IMAGE_EXTENSIONS, ImageError, Picture, is_image, labelled, output_extension,
+                                     read_picture, write_image)
+from basicsr_restore.inference import Restorer, pick_device, to_output, to_tensor
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -59,66 +57,6 @@ def list_inputs(spec):
             raise FileNotFoundError(f"--input pattern '{spec}' matches no file.")
         return files
     raise FileNotFoundError(f"--input '{spec}' is neither a file, a folder nor a glob pattern that matches files.")
-
-
-@dataclass
-class Picture:
-    """A decoded image: ``color`` is H x W x 3 BGR (uint8 or uint16); ``gray`` says it was one channel
-    (replicated here); ``alpha`` is the H x W alpha channel or None."""
-    path: str
-    color: np.ndarray
-    gray: bool = False
-    alpha: np.ndarray = None
-
-    @property
-    def peak(self):
-        return PEAKS[self.color.dtype]
-
-    def view8(self):
-        """8-bit BGR for looking at (16-bit reduced by the package's one rule, alpha dropped)."""
-        return to_8bit(self.color)
-
-
-def read_picture(path):
-    """Decode ``path`` unchanged (bit depth, channels); clear :class:`ImageError` for what is not supported."""
-    img = decode(path, f"cannot read image '{path}'")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        return Picture(path, np.repeat(img[:, :, None], 3, axis=2), gray=True)
-    channels = img.shape[2]
-    if channels == 2:  # gray + alpha
-        return Picture(path, np.repeat(img[:, :, :1], 3, axis=2), gray=True, alpha=img[:, :, 1].copy())
-    if channels == 3:
-        return Picture(path, img)
-    if channels == 4:
-        return Picture(path, np.ascontiguousarray(img[:, :, :3]), alpha=img[:, :, 3].copy())
-    raise ImageError(f"image '{path}' has {channels} channels; supported are 1 (gray), 2 (gray + alpha), "
-                     '3 (color) and 4 (color + alpha).')
-
-
-def to_tensor(picture):
-    """(1, 3, H, W) float32 RGB in [0, 1]."""
-    rgb = to_float(picture.color[:, :, ::-1], picture.path)
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-
-
-def to_output(picture, out):
-    """The restored image in the input's form: ``(array to write, its 3-channel BGR color)``.
-
-    Same bit depth as the input; gray inputs become gray again (BT.601 luma of the output), alpha is
-    re-attached unchanged.
-    """
-    bgr = out[0].float().clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1].astype(np.float64)
-    dtype = picture.color.dtype
-    if picture.gray:
-        gray = from_float(bgr @ LUMA_BGR, dtype)
-        color = np.repeat(gray[:, :, None], 3, axis=2)
-        written = gray if picture.alpha is None else np.dstack([gray, picture.alpha])
-    else:
-        color = from_float(bgr, dtype)
-        written = color if picture.alpha is None else np.dstack([color, picture.alpha])
-    return written, color
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -232,7 +170,7 @@ def pick_speed(args, opt, device):
 def build(args):
     """The network, the line that says what was loaded, and the option file (or None)."""
     from basicsr_restore import checkpoints
-    name, kwargs, opt = checkpoints.network_spec(args.opt, args.arch, args.arch_args)
+    name, kwargs, opt = checkpoints.network_spec(args.opt, args.arch, args.arch_args, args.weights)
     weights, param_key, strict, trusted = args.weights, args.param_key, True, args.trusted
     what, allow_partial = '--weights', False
     if opt is not None:
@@ -247,8 +185,10 @@ def build(args):
         allow_partial = path_opt.get('allow_partial_load_g', False) is True
     elif not weights:
         raise ValueError(f'--arch {name} needs --weights FILE (a checkpoint of that network).')
-    net, info = checkpoints.load_network(name, kwargs, weights, param_key, strict, trusted, what, allow_partial)
-    line = f'{checkpoints.config_text(name, kwargs)} <- {weights}: {checkpoints.describe(info)}'
+    net, info = checkpoints.open_network(weights, name, kwargs, param_key, strict, trusted, what, allow_partial)
+    line = f"{info['network']} <- {weights}: {checkpoints.describe(info)}"
+    if info['found'] != 'named':
+        line += f"; network {info['found']}"
     if not strict and (info['missing'] or info['unexpected'] or info['shape_mismatches']):
         summary = checkpoints.fit_summary(net, info['missing'], info['unexpected'], info['shape_mismatches'])
         print(f'WARNING: non-strict load (path.strict_load_g: false): {summary}; the rest keeps its initial values.',
@@ -353,33 +293,3 @@ def restore_one(job, restorer, args, tqdm):
     if job.get('strip'):
         write_image(job['strip'], compare_strip(picture, color, gt, row))
     return row
-
-
-def add_arguments(p):
-    """The ``infer`` options (used by ``basicsr_restore.cli``)."""
-    p.add_argument('-i', '--input', required=True, help='an image file, a folder of images, or a glob ("photos/*.png")')
-    p.add_argument('-o', '--output', required=True, help='output folder (created)')
-    p.add_argument('-opt', help='test option file: network_g, path.pretrain_network_g, path.param_key_g')
-    p.add_argument('--arch', help='registered network name (e.g. IRNeXt), with --weights')
-    p.add_argument('--arch-args', nargs='+', metavar='K=V', default=[],
-                   help='constructor arguments: key=value ... or one JSON object (put this option last)')
-    p.add_argument('--weights', help='checkpoint (BasicSR params/params_ema, official layouts, bare state dict)')
-    p.add_argument('--param-key', help='key that holds the weights (default: detected; EMA preferred)')
-    p.add_argument('--trusted', action='store_true',
-                   help='the weights file is trusted: allow pickled Python objects (torch.load weights_only=False)')
-    p.add_argument('--tile', type=int, default=0, help='tile size in pixels for bounded memory (0 = whole image)')
-    p.add_argument('--tile-overlap', type=int, default=32,
-                   help='overlap of the tiles (default 32); blending is exact for receptive-field radii < overlap/4')
-    p.add_argument('--tta', action='store_true', help='x8 self-ensemble (flips and rotations; 8x slower)')
-    p.add_argument('--device', default='auto', help='cpu, cuda or cuda:N (default: cuda when available)')
-    p.add_argument('--speed', help='best: the fastest switches of this device that keep the accuracy; fp32: none '
-                                   "(default: the -opt file's speed block, else fp32)")
-    p.add_argument('--amp', choices=('bf16', 'fp16', 'false'), help='autocast dtype (false: fp32)')
-    p.add_argument('--channels-last', action='store_true', help='NHWC memory format')
-    p.add_argument('--compile', choices=('false',) + speeds.COMPILE_MODES, help='torch.compile mode')
-    p.add_argument('--cudnn-benchmark', action='store_true', help='cuDNN autotuning (GPU)')
-    p.add_argument('--tf32', action='store_true', help='TF32 matmuls and convolutions (GPU)')
-    p.add_argument('--compare', action='store_true', help='write input|output[|gt] strips to OUTPUT/compare/')
-    p.add_argument('--gt', help='folder of ground-truth images (same names): PSNR/SSIM, metrics.csv and metrics.md')
-    p.add_argument('--suffix', default='', help='added to the output file names (before the extension)')
-    p.add_argument('--overwrite', action='store_true', help='replace existing output files')

@@ -13,11 +13,16 @@ it.
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from basicsr_restore import speed as speeds
 from basicsr_restore.archs.card import size_rule
+from basicsr_restore.imageio import FLOAT_TYPES, from_float, to_float
+
+#: BT.601 luma weights in BGR order (a gray input is written back as the luma of the restored color)
+LUMA_BGR = np.array([0.114, 0.587, 0.299])
 
 
 def pick_device(name):
@@ -194,3 +199,33 @@ class Restorer:
         if self.tile and (x.shape[2] > self.tile or x.shape[3] > self.tile):
             return tiled(forward, x, self.tile, self.overlap, progress)
         return forward(x).cpu()
+
+
+# ------------------------------------------------------------------------------ pictures in and out
+def to_tensor(picture):
+    """(1, 3, H, W) float32 RGB in [0, 1] of an :class:`imageio.Picture`."""
+    bgr = picture.color
+    if bgr.dtype in FLOAT_TYPES:
+        rgb = np.clip(bgr[:, :, ::-1], 0, 1).astype(np.float32)
+    else:
+        rgb = to_float(bgr[:, :, ::-1], picture.path)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+
+
+def to_output(picture, out):
+    """The restored image in the input's form: ``(array to write, its 3-channel BGR color)``.
+
+    Same pixel type as the input (float inputs give float32 in [0, 1]); gray inputs become gray again (BT.601
+    luma of the output), alpha is re-attached unchanged.
+    """
+    bgr = out[0].float().clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1].astype(np.float64)
+    dtype = picture.color.dtype
+    convert = (lambda a: a.astype(np.float32)) if dtype in FLOAT_TYPES else (lambda a: from_float(a, dtype))
+    if picture.gray:
+        gray = convert(bgr @ LUMA_BGR)
+        color = np.repeat(gray[:, :, None], 3, axis=2)
+        written = gray if picture.alpha is None else np.dstack([gray, picture.alpha])
+    else:
+        color = convert(bgr)
+        written = color if picture.alpha is None else np.dstack([color, picture.alpha])
+    return written, color

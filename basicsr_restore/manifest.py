@@ -62,15 +62,3 @@ def run(args):
         print(f"{args.name} {preset}: {len(manifest['state_dict'])} keys, {manifest['param_count']:,} parameters "
               f"-> {path}")
     return 0
-
-
-def add_arguments(p):
-    p.add_argument('name', metavar='NAME', help='registered network, e.g. IRNeXt')
-    p.add_argument('--preset', default='all', help="one preset of the network's card (default: all)")
-    p.add_argument('--weights', help="take the layout from this checkpoint (e.g. the authors' release)")
-    p.add_argument('--param-key', help='key that holds the weights in --weights (default: detected)')
-    p.add_argument('--source', help='where the layout comes from (kept in the manifest)')
-    p.add_argument('--out', help="file to write (default: the card's manifest file)")
-    p.add_argument('--overwrite', action='store_true', help='replace an existing manifest')
-    p.add_argument('--import', dest='import_module', metavar='MODULE',
-                   help='import this module first and register the networks it defines')

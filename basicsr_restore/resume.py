@@ -229,7 +229,7 @@ def newest_loadable_state(opt, state_dir):
                     raise FileNotFoundError(f'{file} is missing')
                 _check_loadable(file)
         except Exception as exc:  # truncated zip, bad pickle, missing network file
-            damaged.append(f'{path} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ""})')
+            damaged.append(f'{path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})')
             continue
         for note in damaged:
             print(f'WARNING: training state {note} cannot be used; resuming from the one before it.', file=sys.stderr,

@@ -38,7 +38,8 @@ def test_round_trip_with_report(tmp_path, official, capsys):
     assert 'top-level keys: model, optimizer, epoch' in out
     assert f'matches IRNeXt(num_res=1, base_channel=8): all {len(sd)} keys and shapes (strict)' in out
     saved = torch.load(dst, weights_only=True)
-    assert sorted(saved) == ['params', 'params_ema']
+    assert sorted(saved) == ['network_g', 'params', 'params_ema']
+    assert saved['network_g'] == {'type': 'IRNeXt', 'num_res': 1, 'base_channel': 8}  # the file names its network
     assert list(saved['params']) == list(sd) and all(torch.equal(saved['params'][k], v) for k, v in sd.items())
     # the converted file loads as a plain BasicSR checkpoint and converts again to the same thing
     net, info = checkpoints.load_network('IRNeXt', {'num_res': 1, 'base_channel': 8}, str(dst), 'params')

@@ -1,9 +1,6 @@
-"""The startup hook, its failure mode, idempotent registration, the wheel's contents, doctor."""
+"""The startup hook, its failure mode, idempotent registration, doctor (the wheels: test_packaging.py)."""
 import importlib
-import subprocess
-import sys
 import sysconfig
-import zipfile
 
 import pytest
 
@@ -62,21 +59,6 @@ def test_registration_is_idempotent_and_clashes_are_clear():
     with pytest.raises(RuntimeError, match="cannot register arch 'IRNeXt' .* already taken by "
                                            'basicsr_restore.archs.irnext_arch.IRNeXt'):
         register('arch')(IRNeXt)
-
-
-def test_wheel_carries_the_hook_at_its_root(tmp_path):
-    subprocess.run([sys.executable, '-m', 'build', '--wheel', '--no-isolation', '--outdir', str(tmp_path), ROOT],
-                   check=True, capture_output=True)
-    wheel, = tmp_path.glob('basicsr_restore-*.whl')
-    with zipfile.ZipFile(wheel) as z:
-        names = set(z.namelist())
-        assert {'basicsr_restore.pth', 'basicsr_restore.start', 'basicsr_restore_autoload.py',
-                'basicsr_restore/__init__.py', 'basicsr_restore/archs/manifests/IRNeXt_dehaze.json'} <= names
-        assert z.read('basicsr_restore.pth').decode().strip() == \
-            'import basicsr_restore_autoload; basicsr_restore_autoload.install()'
-        entry_points = z.read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
-        assert '[basicsr.plugins]\nbasicsr_restore = basicsr_restore.register:register_all' in entry_points
-        assert 'basicsr-restore = basicsr_restore.cli:main' in entry_points
 
 
 def test_doctor_is_green(tmp_path):

@@ -79,10 +79,16 @@ def test_there_is_an_option_file_for_every_network_and_task_of_the_issue():
 def test_option_file_builds(rel, fixtures):
     path = os.path.join(ROOT, rel)
     opt = load(path)
-    kind, dataset, net = rel.split(os.sep)[1], rel.split(os.sep)[2], rel.split(os.sep)[3][:-4]
+    kind, dataset, stem = rel.split(os.sep)[1], rel.split(os.sep)[2], rel.split(os.sep)[3][:-4]
+    net, _, variant = stem.partition('_')  # <Net>.yml, or <Net>_dual.yml: DPDD's dual-pixel setting
+    assert variant in ('', 'dual'), f'{rel}: unknown variant {variant!r}'
     assert opt['model_type'] == 'RestorationModel'
     assert opt['network_g']['type'] == net
-    params, multiple = network_facts(repr(dict(opt['network_g'])))
+    spec = dict(opt['network_g'])
+    if variant == 'dual':  # left + right views: the official configuration but for the width of the first convs
+        assert spec.get('in_channels') == 6, f'{rel}: network_g.in_channels must be 6 (left + right views)'
+        spec['in_channels'] = 3
+    params, multiple = network_facts(repr(spec))
     official = {p.params for p in ARCH_REGISTRY.get(net).card.presets.values()}  # EIRN-R: this package's presets
     assert params in official, f'{rel}: {params:,} parameters is not an official configuration of {net}'
     for key, ds_opt in opt['datasets'].items():
@@ -95,7 +101,7 @@ def test_option_file_builds(rel, fixtures):
                 assert ds_opt['batch_size_per_gpu'] >= 2, 'BatchNorm needs 2 images per GPU'
             ds_opt['gt_size'] = 32  # the fixtures are tiny
         item = build_dataset(ds_opt)[0]
-        assert item['lq'].shape[0] == 3 and item['gt'].shape[0] == 3
+        assert item['lq'].shape[0] == (6 if variant == 'dual' else 3) and item['gt'].shape[0] == 3
     assert opt['val']['metric_input'] == ('float' if dataset in ('SIDD', 'DPDD') else 'uint8')
     metric_types = {m['type'] for m in opt['val']['metrics'].values()}
     assert metric_types <= {'calculate_psnr', 'calculate_ssim', 'calculate_psnr_matlab_y', 'calculate_ssim_matlab_y',
@@ -103,11 +109,11 @@ def test_option_file_builds(rel, fixtures):
     if dataset == 'Rain13K':
         assert metric_types == {'calculate_psnr_matlab_y', 'calculate_ssim_matlab_y'}
     if kind == 'test':
-        train = load(os.path.join(ROOT, 'options', 'train', dataset, f'{net}.yml'))
+        train = load(os.path.join(ROOT, 'options', 'train', dataset, f'{stem}.yml'))
         assert opt['network_g'] == train['network_g'], f'{rel}: network_g differs from the train file'
         assert opt['path']['pretrain_network_g'] == f"experiments/{train['name']}/models/net_g_latest.pth"
         return
-    assert opt['name'] == f'{net}_{dataset}'
+    assert opt['name'] == f'{net}_{dataset}' + (f'_{variant}' if variant else '')
     train_opt = opt['train']
     losses = [spec for k, spec in train_opt.items() if k.endswith('_opt') and isinstance(spec, dict)]
     assert losses

@@ -90,7 +90,8 @@ def test_auto_resume_continues_where_it_stopped(trained):
     assert not glob.glob(str(work / 'experiments' / 'tiny_archived_*')), 'resume must not archive the run'
     assert not re.search(r'iter:\s+[1-4],', text.split('Resuming training')[1]), 'iterations 1-4 ran again'
     checkpoint = torch.load(exp / 'models' / 'net_g_6.pth', weights_only=True)
-    assert set(checkpoint) == {'params', 'params_ema'}
+    assert set(checkpoint) == {'params', 'params_ema', 'network_g'}
+    assert checkpoint['network_g']['type'] == 'IRNeXt'  # the file names its network (infer needs no --arch)
     assert any('bn.running_var' in k for k in checkpoint['params_ema'])
 
 

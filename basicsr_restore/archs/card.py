@@ -12,7 +12,10 @@ Every ``*_arch.py`` gives its network class a ``card`` (a :class:`NetworkCard`).
   is the restored image;
 * ``tiny`` -- a narrow configuration for tests and demos (seconds on a CPU);
 * ``checkpoint_blocks`` -- blocks that ``speed.checkpoint: true`` recomputes in the backward pass;
-* ``batch_rule`` -- set when a BatchNorm sees one value per sample, so that training needs batches of 2.
+* ``batch_rule`` -- set when a BatchNorm sees one value per sample, so that training needs batches of 2;
+* ``read_arguments`` -- ``layout -> [kwargs, ...]``: the constructor arguments that a checkpoint's key layout
+  (``{key: shape}``) shows (widths, depths, input channels); :mod:`basicsr_restore.identify` builds each
+  candidate and keeps the one whose layout is the checkpoint's, key for key and shape for shape.
 
 Plain Python and torch: importing this module needs no basicsr.
 """
@@ -71,6 +74,7 @@ class NetworkCard:
     tiny: Mapping
     checkpoint_blocks: Tuple[str, ...] = ()
     batch_rule: Optional[str] = None
+    read_arguments: Optional[Callable[[Mapping], list]] = None
     notes: Tuple[str, ...] = field(default=())
 
     @property
@@ -120,6 +124,14 @@ def load_manifest(cls, preset_name):
                                 f'with `basicsr-restore manifest {cls.__name__} --preset {preset_name}`.')
     with open(path, encoding='utf-8') as f:
         return json.load(f)
+
+
+def count_indexed(layout, prefix):
+    """How many ``<prefix><i>.`` entries a layout has (``1 + max i``; 0 when none): e.g. the residual blocks
+    ``Encoder.0.layers.<i>.`` of a stage."""
+    found = [int(rest.split('.', 1)[0]) for key in layout if key.startswith(prefix)
+             for rest in [key[len(prefix):]] if rest.split('.', 1)[0].isdigit()]
+    return 1 + max(found) if found else 0
 
 
 def layout(state):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
-from basicsr_restore.archs.layers import BasicConv, MIMOUNet
+from basicsr_restore.archs.layers import BasicConv, MIMOUNet, mimo_arguments
 
 
 class ChannelDynamicConv(nn.Module):
@@ -132,20 +132,27 @@ CARD = NetworkCard(
     tiny={'num_res': 1, 'base_channel': 8},
     checkpoint_blocks=('ResBlock',),
     batch_rule='the BatchNorm of its channel attention (dyna_ch)',
+    read_arguments=mimo_arguments,
 )
 
 
 class ChaIR(MIMOUNet):
-    """ChaIR. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the (nearest-downsampled) input at
-    its scale; inference uses the last.
+    """ChaIR. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the (nearest-downsampled) input (the
+    mean of its RGB views when ``in_channels`` > 3) at its scale; inference uses the last.
 
     Args:
         num_res (int): residual blocks per stage, the last with ``dyna_ch`` and ``sfconv``. Official: 16
             (dehazing ITS/OTS release).
         base_channel (int): width of the first level (official 32; other values are not an official
             configuration, meant for quick experiments).
+        in_channels (int): input channels, 3 (official) or a multiple of 3: RGB views stacked, e.g. 6 for DPDD's
+            left + right dual-pixel views (``DualPixelDefocusDataset``). They feed the first conv and the 1/2 and
+            1/4 scale modules (SCM); the outputs stay RGB, each residual to the **mean of the views** at its scale
+            (about the combined image of the single-image setting: defocus shifts the two views in opposite
+            directions, their mean is centred on the target). Only the first convs of ``feat_extract.0``,
+            ``SCM1`` and ``SCM2`` change shape.
     """
     card = CARD
 
-    def __init__(self, num_res=16, base_channel=32):
-        super().__init__(ResBlock, num_res, base_channel)
+    def __init__(self, num_res=16, base_channel=32, in_channels=3):
+        super().__init__(ResBlock, num_res, base_channel, in_channels)

@@ -20,7 +20,7 @@ Checkpoints: BasicSR format ``{'params': state_dict}`` with the official key nam
 import torch
 from torch import nn
 
-from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule, count_indexed
 from basicsr_restore.archs.layers import SAM
 
 
@@ -192,6 +192,13 @@ class UpBlock(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- network
+def read_arguments(layout):
+    """The arguments a DRCNet checkpoint shows: input channels and width of the first convolution, the depth
+    (levels of the first U-Net's encoder)."""
+    first = layout['conv_01.weight']
+    return [{'in_chn': first[1], 'wf': first[0], 'depth': count_indexed(layout, 'down_path_1.')}]
+
+
 CARD = NetworkCard(
     name='DRCNet',
     paper='Li et al., "Dynamic Image Restoration Contrastive Network", ECCV 2022',
@@ -205,6 +212,7 @@ CARD = NetworkCard(
     outputs=('stage 1 (SAM image)', 'final'),
     tiny={'wf': 8, 'depth': 3},
     checkpoint_blocks=('DFRBlock', 'UpBlock'),
+    read_arguments=read_arguments,
 )
 
 

@@ -43,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
-from basicsr_restore.archs.layers import SAM, ChannelAttention
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule, count_indexed
+from basicsr_restore.archs.layers import (SAM, ChannelAttention, check_in_channels, check_input_channels,
+                                          mean_of_views)
 
 QUERY_FROM = ('image', 'image+feat')
 
@@ -60,13 +61,14 @@ def half(x):
 
 # ------------------------------------------------------------------------------------ query-key parts
 class QueryStem(nn.Module):
-    """Features of the degraded image at scales 1, 1/2, 1/4 (as many as ``widths``): ``PReLU(conv3x3(I_s))``
-    with ``I_s`` the bilinear resize of the image. Keys ``scale{i}.0`` (conv), ``scale{i}.1`` (PReLU)."""
+    """Features of the degraded image (all its ``in_channels``) at scales 1, 1/2, 1/4 (as many as ``widths``):
+    ``PReLU(conv3x3(I_s))`` with ``I_s`` the bilinear resize of the image. Keys ``scale{i}.0`` (conv),
+    ``scale{i}.1`` (PReLU)."""
 
-    def __init__(self, widths, act):
+    def __init__(self, widths, act, in_channels=3):
         super().__init__()
         for i, width in enumerate(widths):
-            self.add_module(f'scale{i}', nn.Sequential(conv(3, width, 3), act))
+            self.add_module(f'scale{i}', nn.Sequential(conv(in_channels, width, 3), act))
         self.num_scales = len(widths)
 
     def forward(self, img):
@@ -279,6 +281,20 @@ def halves_to_full(t):
     return torch.cat([top, bottom], dim=2)
 
 
+def read_arguments(layout):
+    """The arguments an EIRN checkpoint shows: the widths ``C`` (first stem convolution), ``S_u`` (the U-Net's
+    first downsampling adds it) and ``S_o`` (stage 3 is ``C + S_o`` wide), the blocks per ORB, and the input
+    channels where they are not 3."""
+    stem = layout['shallow_feat1.0.weight']
+    n_feat = stem[0]
+    kwargs = {'n_feat': n_feat, 'scale_unetfeats': layout['stage1_encoder.down12.down.1.weight'][0] - n_feat,
+              'scale_orsnetfeats': layout['tail.weight'][1] - n_feat}
+    if stem[1] != 3:
+        kwargs['in_channels'] = stem[1]
+    blocks = count_indexed(layout, 'stage3_orsnet.orb1.body.')
+    return [dict(kwargs, num_cab=blocks - 1), dict(kwargs, num_cab=blocks)]
+
+
 CARD = NetworkCard(
     name='EIRN',
     paper='EIRN-R: a reconstruction of EIRN (Zhang, Qingdao University; code, weights and paper unpublished) '
@@ -296,6 +312,7 @@ CARD = NetworkCard(
     outputs=('stage 1', 'stage 2', 'stage 3 (final)'),
     tiny={'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1},
     checkpoint_blocks=('QKB', 'CAB', 'MFFB'),
+    read_arguments=read_arguments,
 )
 
 
@@ -314,13 +331,19 @@ class EIRN(nn.Module):
             (``'image+feat'``).
         query_channels: ``'C'`` (one query per pixel and channel) or ``1`` (one per pixel, broadcast).
         reduction (int): channel reduction of the channel attention; used only with ``qk_in_blocks=False``.
+        in_channels (int): input channels, 3 (default) or a multiple of 3: RGB views stacked, e.g. 6 for DPDD's
+            left + right dual-pixel views (``DualPixelDefocusDataset``). They feed the three shallow convs and the
+            query stems (the query map is the degraded image's); the stage outputs stay RGB, residual to the
+            **mean of the views** (of the stage's patches), which the supervised attention modules also take as
+            their image. Only the first convs of ``shallow_feat{1,2,3}`` and ``query_stem*`` change shape.
     """
     card = CARD
 
     def __init__(self, n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32, num_cab=8, qk_in_blocks=True,
-                 qk_in_fusion=True, query_from='image', query_channels='C', reduction=4):
+                 qk_in_fusion=True, query_from='image', query_channels='C', reduction=4, in_channels=3):
         super().__init__()
         self.size_rule = self.card.size()
+        self.in_channels = check_in_channels('EIRN', in_channels)
         if query_from not in QUERY_FROM:
             raise ValueError(f'EIRN: query_from must be one of {QUERY_FROM}, got {query_from!r}')
         if query_channels not in ('C', 1):
@@ -338,14 +361,14 @@ class EIRN(nn.Module):
         self.qk_in_blocks, self.qk_in_fusion = qk_in_blocks, qk_in_fusion
         # a stage needs query stems when its blocks or its fusion are gated (stage 1 has no fusion)
         if qk_in_blocks:
-            self.query_stem1 = QueryStem(widths, act)
+            self.query_stem1 = QueryStem(widths, act, in_channels)
         if qk_in_blocks or qk_in_fusion:
-            self.query_stem2 = QueryStem(widths, act)
-            self.query_stem3 = QueryStem((c + s_o,), act)
+            self.query_stem2 = QueryStem(widths, act, in_channels)
+            self.query_stem3 = QueryStem((c + s_o,), act, in_channels)
 
-        self.shallow_feat1 = BlockSeq(conv(3, c, 3), make_block(c, c))
-        self.shallow_feat2 = BlockSeq(conv(3, c, 3), make_block(c, c))
-        self.shallow_feat3 = BlockSeq(conv(3, c, 3), make_block(c, c + s_o))
+        self.shallow_feat1 = BlockSeq(conv(in_channels, c, 3), make_block(c, c))
+        self.shallow_feat2 = BlockSeq(conv(in_channels, c, 3), make_block(c, c))
+        self.shallow_feat3 = BlockSeq(conv(in_channels, c, 3), make_block(c, c + s_o))
         self.stage1_encoder = Encoder(widths, s_u, make_block)
         self.stage1_decoder = Decoder(widths, s_u, make_block)
         self.stage2_encoder = Encoder(widths, s_u, make_block, fusion=True, qk_in_fusion=qk_in_fusion, **gate)
@@ -358,6 +381,7 @@ class EIRN(nn.Module):
         self.tail = conv(c + s_o, 3, 3)
 
     def forward(self, x):
+        check_input_channels('EIRN', x, self.in_channels)
         self.size_rule.check('EIRN', x)
         h, w = x.shape[-2:]
         # the patches of each stage are processed as one batch: 4B quadrants, 2B halves
@@ -371,7 +395,7 @@ class EIRN(nn.Module):
         q1_halves = [quadrants_to_halves(q) if q is not None else None for q in q1]
         enc1 = [quadrants_to_halves(f) for f in self.stage1_encoder(self.shallow_feat1(quads, q1[0]), q1)]
         dec1 = self.stage1_decoder(enc1, q1_halves)
-        sam_feats, stage1_img = self.sam12(dec1[0], halves)
+        sam_feats, stage1_img = self.sam12(dec1[0], mean_of_views(halves))
 
         # stage 2: two halves through the encoder (fused with stage 1), the full image through the decoder
         stems = self.qk_in_blocks or self.qk_in_fusion
@@ -380,10 +404,10 @@ class EIRN(nn.Module):
         feats = self.concat12(torch.cat([self.shallow_feat2(halves, q2[0]), sam_feats], dim=1))
         enc2 = [halves_to_full(f) for f in self.stage2_encoder(feats, q2, enc1, dec1)]
         dec2 = self.stage2_decoder(enc2, q2_full)
-        sam_feats, stage2_img = self.sam23(dec2[0], x)
+        sam_feats, stage2_img = self.sam23(dec2[0], mean_of_views(x))
 
         # stage 3: full resolution
         q3 = self.query_stem3(x)[0] if stems else None
         feats = self.concat23(torch.cat([self.shallow_feat3(x, q3), sam_feats], dim=1))
         feats = self.stage3_orsnet(feats, enc2, dec2, q3)
-        return [halves_to_full(stage1_img), stage2_img, self.tail(feats) + x]
+        return [halves_to_full(stage1_img), stage2_img, self.tail(feats) + mean_of_views(x)]

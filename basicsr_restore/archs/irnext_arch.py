@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
-from basicsr_restore.archs.layers import BasicConv, MIMOUNet
+from basicsr_restore.archs.layers import BasicConv, MIMOUNet, mimo_arguments
 
 
 def box_sums(x, kh, kw):
@@ -137,11 +137,13 @@ CARD = NetworkCard(
     tiny={'num_res': 1, 'base_channel': 8},
     checkpoint_blocks=('ResBlock',),
     batch_rule='the BatchNorm of its dynamic filters',
+    read_arguments=mimo_arguments,
 )
 
 
 class IRNeXt(MIMOUNet):
-    """IRNeXt. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the input at its scale.
+    """IRNeXt. Returns ``[out_1/4, out_1/2, out_full]``, each residual to the input (the mean of its RGB views
+    when ``in_channels`` > 3) at its scale.
 
     Args:
         num_res (int): residual blocks per stage, the last with the multi-scale module. Official: 4
@@ -151,9 +153,16 @@ class IRNeXt(MIMOUNet):
             map size (official 120/256).
         base_channel (int): width of the first level (official 32; other values are not an official
             configuration, meant for quick experiments; must be a multiple of 8).
+        in_channels (int): input channels, 3 (official) or a multiple of 3: RGB views stacked, e.g. 6 for DPDD's
+            left + right dual-pixel views (``DualPixelDefocusDataset``). They feed the first conv and the 1/2 and
+            1/4 scale modules (SCM); the outputs stay RGB, each residual to the **mean of the views** at its scale
+            (about the combined image of the single-image setting: defocus shifts the two views in opposite
+            directions, their mean is centred on the target). Only the first convs of ``feat_extract.0``,
+            ``SCM1`` and ``SCM2`` change shape.
     """
     card = CARD
 
-    def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32):
+    def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32, in_channels=3):
         filter_kwargs = dict(low_pass=low_pass, base_size=base_size, train_size=train_size)
-        super().__init__(lambda ch, special: ResBlock(ch, special, **filter_kwargs), num_res, base_channel)
+        super().__init__(lambda ch, special: ResBlock(ch, special, **filter_kwargs), num_res, base_channel,
+                         in_channels)

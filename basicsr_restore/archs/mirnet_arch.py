@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
+from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule, count_indexed
 from basicsr_restore.archs.layers import ChannelAttention
 
 
@@ -227,6 +227,20 @@ class RRG(nn.Module):
         return self.body(x) + x
 
 
+def read_arguments(layout):
+    """The arguments a MIRNet checkpoint shows: widths and kernel of the in/out convolutions, the number of RRGs
+    and MSRBs, the MSRB's height (scales) and width (DAUs per scale), the channel growth per scale, biases."""
+    conv_in, conv_out = layout['conv_in.weight'], layout['conv_out.weight']
+    msrb = 'body.0.body.0.'
+    kwargs = {'in_channels': conv_in[1], 'out_channels': conv_out[0], 'n_feat': conv_in[0], 'kernel_size': conv_in[2],
+              'n_RRG': count_indexed(layout, 'body.'), 'n_MSRB': count_indexed(layout, 'body.0.body.') - 1,
+              'height': count_indexed(layout, msrb + 'blocks.'), 'width': count_indexed(layout, msrb + 'blocks.0.'),
+              'bias': 'conv_in.bias' in layout}
+    if kwargs['height'] > 1:
+        kwargs['stride'] = layout[msrb + 'blocks.1.0.body.0.weight'][0] // conv_in[0]
+    return [kwargs, dict(kwargs, n_MSRB=kwargs['n_MSRB'] + 1)]
+
+
 CARD = NetworkCard(
     name='MIRNet',
     paper='Zamir et al., "Learning enriched features for real image restoration and enhancement", ECCV 2020',
@@ -239,6 +253,7 @@ CARD = NetworkCard(
     outputs=('full size',),
     tiny={'n_feat': 8, 'n_RRG': 1, 'n_MSRB': 1},
     checkpoint_blocks=('MSRB',),
+    read_arguments=read_arguments,
 )
 
 

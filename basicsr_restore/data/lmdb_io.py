@@ -23,8 +23,6 @@ import re
 import shutil
 from contextlib import ExitStack, contextmanager
 
-import cv2
-import lmdb
 import numpy as np
 
 from basicsr_restore.imageio import atomic_path
@@ -50,6 +48,7 @@ def image_shape(img):
 def encode_png(img, compress_level=1, where='image'):
     if img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'{where}: only 8- and 16-bit images can be stored, got {img.dtype}')
+    import cv2
     ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
     if not ok:
         raise ValueError(f'{where}: PNG encoding failed')
@@ -75,6 +74,7 @@ def read_meta_info(lmdb_path):
 
 
 def open_lmdb(path, readonly=True):
+    import lmdb
     return lmdb.open(path, readonly=readonly, lock=False, readahead=False, meminit=False)
 
 
@@ -135,6 +135,7 @@ class LmdbWriter:
         if os.path.exists(self.partial):
             shutil.rmtree(self.partial)  # leftovers of an interrupted run: start over
         os.makedirs(self.partial)
+        import lmdb
         self.env = lmdb.open(self.partial, map_size=self.map_size)
         return self
 
@@ -148,6 +149,7 @@ class LmdbWriter:
             self._commit()
 
     def _commit(self):
+        import lmdb
         while self._pending:
             try:
                 with self.env.begin(write=True) as txn:

@@ -47,7 +47,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch.utils.data import default_collate
 
-from basicsr_restore import distributed, resume, speed
+from basicsr_restore import checkpoints, distributed, resume, speed
 from basicsr_restore.archs.card import size_rule
 from basicsr_restore.checkpoints import (CheckpointError, check_finite, find_state_dict, fit_summary, load_into,
                                          non_finite_keys, official_key, read_checkpoint)
@@ -264,6 +264,9 @@ class RestorationModel(SRModel):
         for net_, key in zip(nets, keys):
             state = self.get_bare_model(net_).state_dict()
             payload[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu()) for k, v in state.items())
+        record = checkpoints.record_of(self.opt.get('network_g') or {}) if net_label == 'net_g' else None
+        if record and 'type' in record:  # the file names its network: infer, export and load need no --arch
+            payload[checkpoints.NETWORK_KEY] = record
         self._atomic_save(payload, path)
 
     @master_only

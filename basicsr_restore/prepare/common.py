@@ -389,11 +389,11 @@ def preparer_modules():
 
 def add_dataset_parsers(kinds):
     """One ``prepare <name>`` sub-command per verb that the preparer modules declare."""
-    import argparse
     for module in preparer_modules():
         for name, verb in module.VERBS.items():
-            p = kinds.add_parser(name, help=verb.help, description=module.__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+            summary = module.__doc__.strip().split('\n\n')[0].split(': ', 1)[-1].replace('\n', ' ')
+            p = kinds.add_parser(name, help=verb.help, description=f'{verb.help[0].upper()}{verb.help[1:]}: {summary} '
+                                 'Accepted folder layouts and what is written: datasets/README.md.')
             if verb.src_dst:
                 p.add_argument('src', metavar='SRC', help='the download as unpacked (see datasets/README.md)')
                 p.add_argument('dst', metavar='DST', help='output folder, e.g. datasets/GoPro')

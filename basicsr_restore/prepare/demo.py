@@ -9,7 +9,6 @@ Tasks: ``denoise`` (additive Gaussian noise, sigma 25 on the 0-255 scale, the cl
 """
 import os
 
-import cv2
 import numpy as np
 
 from basicsr_restore.imageio import write_image
@@ -29,6 +28,7 @@ def load_photo(name):
 def degrade(img, task, rng, sigma=25.0):
     x = img.astype(np.float64)
     if task == 'deblur':
+        import cv2
         x = cv2.GaussianBlur(x, (0, 0), 1.6, borderType=cv2.BORDER_REFLECT)
         sigma = 2.0
     elif task != 'denoise':
