@@ -117,13 +117,13 @@ setup(
         'pyyaml',
         'scikit-image',
         'tqdm',
-        'matplotlib',
+        'matplotlib>=3.6',
         "setuptools; python_version >= '3.12'",
     ],
     extras_require={
-        'export': ['onnx', 'onnxruntime', 'onnxscript'],
+        'export': ['onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7'],
         'test': ['pytest>=7', 'pytest-xdist>=3', 'build', 'setuptools>=64', 'wheel', 'pyflakes',
-                 'onnx', 'onnxruntime', 'onnxscript', 'selenium'],
+                 'onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7', 'selenium>=4.11'],
     },
     entry_points={
         'console_scripts': ['basicsr-restore = basicsr_restore.cli:main'],

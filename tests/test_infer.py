@@ -229,8 +229,11 @@ def test_missing_weights_wrong_architecture_and_unknown_names(tmp_path, weights,
     assert rc == 2 and 'unexpected keys' in err
     rc, _, err = cli(capsys, *base, '--arch', 'NoSuchNet', '--weights', weights / 'irnext.pth')
     assert rc == 2 and "'NoSuchNet' is not registered" in err
-    rc, _, err = cli(capsys, *base, '--weights', weights / 'irnext.pth')
-    assert rc == 2 and '-opt OPTIONS.yml' in err
+    found = ['infer', '-i', tmp_path / 'in', '-o', tmp_path / 'found', '--weights', weights / 'irnext.pth']
+    rc, out, err = cli(capsys, *found)  # the network is found from the file
+    assert rc == 0 and 'IRNeXt(num_res=1' in out and 'identified from the key layout' in out, err
+    rc, _, err = cli(capsys, *base)
+    assert rc == 2 and '-opt OPTIONS.yml' in err and '--weights FILE' in err
     rc, _, err = cli(capsys, *base, '--arch', 'IRNeXt', '--weights', weights / 'irnext.pth', '--arch-args', 'num_res')
     assert rc == 2 and 'neither key=value nor a JSON object' in err
     assert not (tmp_path / 'out' / 'a.png').exists()
