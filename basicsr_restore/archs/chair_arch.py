@@ -145,12 +145,8 @@ class ChaIR(MIMOUNet):
             (dehazing ITS/OTS release).
         base_channel (int): width of the first level (official 32; other values are not an official
             configuration, meant for quick experiments).
-        in_channels (int): input channels, 3 (official) or a multiple of 3: RGB views stacked, e.g. 6 for DPDD's
-            left + right dual-pixel views (``DualPixelDefocusDataset``). They feed the first conv and the 1/2 and
-            1/4 scale modules (SCM); the outputs stay RGB, each residual to the **mean of the views** at its scale
-            (about the combined image of the single-image setting: defocus shifts the two views in opposite
-            directions, their mean is centred on the target). Only the first convs of ``feat_extract.0``,
-            ``SCM1`` and ``SCM2`` change shape.
+        in_channels (int): 3 (official) or RGB views stacked, e.g. 6 for DPDD's dual-pixel left + right views;
+            what they feed and what the residuals are added to: :class:`~basicsr_restore.archs.layers.MIMOUNet`.
     """
     card = CARD
 
