@@ -522,25 +522,11 @@ def describe(report, image=None):
 # ------------------------------------------------------------------------------------------------- CLI
 def _load(args):
     """``(torch module in eval mode, name, constructor arguments, one line on what was loaded)`` from the
-    command line: :func:`basicsr_restore.api.load` (which finds the network itself), else
-    :func:`basicsr_restore.checkpoints.load_network` (``--arch`` needed)."""
-    from basicsr_restore import checkpoints
-    kwargs = checkpoints.parse_arch_args(args.arch_args)
-    try:
-        from basicsr_restore import api
-    except ImportError:
-        api = None
-    if api is not None:
-        loaded = api.load(args.weights, arch=args.arch, preset=args.preset, param_key=args.param_key,
-                          trusted=args.trusted, device='cpu', **kwargs)
-        return loaded.net.eval(), loaded.name, loaded.kwargs, loaded.source
-    if not args.arch:
-        raise ValueError('--arch is needed: name the network of --weights (e.g. --arch IRNeXt --arch-args num_res=14 '
-                         'low_pass=local).')
-    if args.preset:
-        kwargs = dict(checkpoints.arch_class(args.arch).card.preset(args.preset).kwargs, **kwargs)
-    net, info = checkpoints.load_network(args.arch, kwargs, args.weights, args.param_key, trusted=args.trusted)
-    return net.eval(), args.arch, kwargs, f'{checkpoints.config_text(args.arch, kwargs)} <- {args.weights}'
+    command line, through :func:`basicsr_restore.api.load` (``--arch`` optional: the file names its network)."""
+    from basicsr_restore import api, checkpoints
+    loaded = api.load(args.weights, arch=args.arch, preset=args.preset, param_key=args.param_key,
+                      trusted=args.trusted, device='cpu', **checkpoints.parse_arch_args(args.arch_args))
+    return loaded.net.eval(), loaded.name, loaded.kwargs, loaded.source
 
 
 def default_output(weights, fmt, size, dynamic):
