@@ -1,4 +1,4 @@
-# make install | make demo | make test | make bench   (Python 3.11; torch and torchvision come from pip, basicsr 1.4.2 is
+# make install | make demo | make test | make bench | make gpu-check   (Python 3.11; torch and torchvision come from pip, basicsr 1.4.2 is
 # built without build isolation so that pip does not pull torch into a build environment; this package is built by
 # its setup.py, editable, with the setuptools installed first)
 PYTHON ?= python3.11
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.basicsr-restore-installed
 DEMO   := options/demo/IRNeXt_demo.yml
 
-.PHONY: install demo test bench doctor clean-demo
+.PHONY: install demo test bench gpu-check doctor clean-demo
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test: install
 
 bench: install
 	$(BIN)/basicsr-restore bench --suite --json bench/suite.json --overwrite
+
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py --out gpu-check
 
 doctor: install
 	$(BIN)/basicsr-restore doctor

@@ -21,6 +21,10 @@ Runner fixes (wrappers around ``basicsr.utils.options.parse_options``; nothing o
   and errors of this package print as one message without a traceback (``errors``);
 * **--local-rank**: ``torch.distributed.launch`` on torch >= 2 passes ``--local-rank=N``, which basicsr's
   argument parser rejects; it is rewritten to ``--local_rank=N``.
+
+Reader fix (:func:`read_raw_values_in_basicsr`): basicsr's own datasets (``PairedImageDataset`` and the others that
+decode LMDB values with ``imfrombytes``) read this package's ``raw`` LMDB values too, with the numbers they would get
+from the same image stored as PNG (OpenCV's decoding would return None and crash the next line).
 """
 import os
 import sys
@@ -147,3 +151,39 @@ def apply_runner_fixes():
         if module is not None and getattr(module, 'parse_options', None) is not None:
             if getattr(module.parse_options, '__module__', '') == 'basicsr.utils.options':
                 module.parse_options = _wrap_parse_options(module.parse_options)
+
+
+def _raw_aware(original):
+    import numpy as np
+
+    from basicsr_restore.data.lmdb_io import RawImage
+    from basicsr_restore.imageio import to_8bit
+
+    def imfrombytes(content, flag='color', float32=False):
+        if not RawImage.is_raw(content):
+            return original(content, flag, float32)
+        img = RawImage.parse(content, "basicsr's imfrombytes (a raw LMDB value)").whole()
+        if flag == 'color':  # what OpenCV's IMREAD_COLOR makes of the same PNG: 8 bits, 3 channels (BGR)
+            img = to_8bit(img)
+            img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[:, :, :3]
+        elif flag == 'unchanged':
+            img = img[:, :, 0] if img.shape[2] == 1 else img
+        else:
+            raise ValueError(f"basicsr's imfrombytes with flag {flag!r} cannot read raw LMDB values; store this LMDB "
+                             'as PNG (`basicsr-restore prepare lmdb-format SRC DST --format png`).')
+        return img.astype(np.float32) / 255. if float32 else np.ascontiguousarray(img)
+
+    imfrombytes.__wrapped__ = original
+    return imfrombytes
+
+
+def read_raw_values_in_basicsr():
+    """Let every basicsr module that decodes with ``imfrombytes`` read raw LMDB values (idempotent)."""
+    import basicsr.utils.img_util as img_util
+    current = img_util.imfrombytes
+    original = getattr(current, '__wrapped__', current)
+    wrapped = current if current is not original else _raw_aware(original)
+    for name, module in list(sys.modules.items()):
+        if (name == 'basicsr.utils' or name.startswith(('basicsr.data', 'basicsr.utils.img_util'))) and \
+                getattr(module, 'imfrombytes', None) is original:
+            module.imfrombytes = wrapped

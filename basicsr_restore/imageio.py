@@ -6,7 +6,8 @@ float conversion, labelled strips, and atomic writes. Every reader and writer of
 * Decoding keeps the file's bit depth and channels (BGR order, as OpenCV and basicsr).
 * 16 -> 8 bits is ``value >> 8`` (the top byte), the rule OpenCV applies when it reads a 16-bit file as 8-bit,
   so that a 16-bit set trained at ``bit_depth: 8`` sees the pixels that basicsr's own reading would give.
-* Float images are ``value / peak`` (255 or 65535) in float32.
+* Float images are ``value / peak`` (255 or 65535) in float32, on the CPU (:func:`to_float`) and, for batches that
+  travel as integers, on the model's device (:func:`batch_to_float`, the same bits).
 * :func:`atomic_path` writes through a temporary file in the same folder that is renamed over the target once
   complete: an interrupted or failed write never leaves a torn file, nor replaces a good one.
 """
@@ -83,6 +84,28 @@ def to_float(img, where='image'):
         raise ImageError(f'{where}: unsupported pixel type {img.dtype} (8- or 16-bit images only)')
     img = img.astype(np.float32) / peak
     return img[:, :, None] if img.ndim == 2 else img
+
+
+_LUTS = {}
+
+
+def batch_to_float(tensor, device, non_blocking=True):
+    """A batch of integer pixels (uint8/uint16, any shape) as float32 in [0, 1] on ``device``: the integers travel
+    (a quarter of float32's bytes for 8-bit data; pinned batches copy without blocking) and become float there,
+    through a table of :func:`to_float`'s values, so the floats are bit-identical to converting on the CPU. A float
+    tensor is only moved."""
+    import torch
+    if tensor.is_floating_point():
+        return tensor.to(device, non_blocking=non_blocking)
+    peak = {torch.uint8: 255, torch.uint16: 65535}.get(tensor.dtype)
+    if peak is None:
+        raise ImageError(f'a batch of {tensor.dtype} pixels; only uint8, uint16 or float batches can be read')
+    key = (tensor.dtype, str(torch.device(device)))
+    if key not in _LUTS:
+        levels = np.arange(peak + 1, dtype=np.uint8 if peak == 255 else np.uint16)
+        _LUTS[key] = torch.from_numpy(to_float(levels[:, None]).reshape(-1)).to(device)
+    moved = tensor.to(device, non_blocking=non_blocking)
+    return _LUTS[key][moved.int()]
 
 
 def from_float(img, dtype):

@@ -217,6 +217,16 @@ def adopt_fork_keys(opt):
             spec['use_hflip'] = spec.pop('use_flip')
 
 
+def float_batches_for(opt):
+    """A model that is not this package's reads float batches: this package's datasets send it float32 (their
+    ``integer_batches`` default is for this package's models, which convert on the device)."""
+    from basicsr.utils.registry import DATASET_REGISTRY
+    for spec in (opt.get('datasets') or {}).values():
+        kind = spec.get('type') if isinstance(spec, dict) else None
+        if kind in DATASET_REGISTRY and 'integer_batches' in getattr(DATASET_REGISTRY.get(kind), 'OPTION_KEYS', ()):
+            spec.setdefault('integer_batches', False)
+
+
 def check_options(opt, source='the option file'):
     """Raise one :class:`OptionError` listing every problem of ``opt`` (parsed options of a run)."""
     from basicsr.utils.registry import MODEL_REGISTRY
@@ -228,6 +238,7 @@ def check_options(opt, source='the option file'):
     model = MODEL_REGISTRY.get(model_type)
     schema = getattr(model, 'OPTION_KEYS', None)
     if schema is None:
+        float_batches_for(opt)
         return  # a model of basicsr or of another plugin: its keys are its business
     adopt_fork_keys(opt)
     problems = Problems(opt.get(ALLOW))

@@ -84,6 +84,14 @@ def _import_registering_modules():
                     register_module(module)
 
 
+def network_names():
+    """The names of the networks registered by this package (and by :func:`register_module`), in registration
+    order, after :func:`register_all`: ``import basicsr_restore`` is light and registers nothing until basicsr is
+    imported, so :data:`OURS` alone may still be empty. Every caller that lists the networks asks here."""
+    register_all()
+    return list(OURS['arch'])
+
+
 def register_all():
     """Import every registering module once and apply the runner fixes. Safe to call any number of times."""
     global _done
@@ -93,4 +101,5 @@ def register_all():
     compat.ensure_import_fixes()
     _import_registering_modules()
     compat.apply_runner_fixes()
+    compat.read_raw_values_in_basicsr()
     _done = True

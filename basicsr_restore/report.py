@@ -24,7 +24,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
 from basicsr_restore.archs.layers import mean_of_views
-from basicsr_restore.imageio import atomic_path, labelled, write_image
+from basicsr_restore.imageio import atomic_path, batch_to_float, labelled, write_image
 from basicsr_restore.inference import restore_any_size
 from basicsr_restore.checkpoints import load_network, load_options
 
@@ -49,12 +49,12 @@ def run(args):
         ds_opt = dict(ds_opt, phase='val', scale=opt.get('scale', 1))
         dataset = build_dataset(ds_opt)
         for item in dataset:
-            lq = item['lq'][None].to(device)
+            lq = batch_to_float(item['lq'][None], device)
             with torch.no_grad():
                 out = restore_any_size(net, lq)
             views = lq.shape[1] // 3 if lq.shape[1] > 3 and lq.shape[1] % 3 == 0 else 1
             degraded = mean_of_views(lq) if views > 1 else lq  # DPDD's left + right: their mean
-            imgs = [tensor2img(t.cpu()) for t in (degraded, out, item['gt'][None])]
+            imgs = [tensor2img(t.cpu()) for t in (degraded, out, batch_to_float(item['gt'][None], 'cpu'))]
             image = os.path.splitext(os.path.basename(str(item['lq_path'])))[0]
             row = {'dataset': ds_opt.get('name', key), 'image': image,
                    'psnr_in': calculate_psnr(imgs[0], imgs[2], 0), 'psnr_out': calculate_psnr(imgs[1], imgs[2], 0),

@@ -146,10 +146,13 @@ def _apply_resume_position(sampler, logger):
 
 def seed_train_loader(loaders, opt, logger):
     """basicsr's ``create_train_val_dataloader`` result with its training loader rebuilt around the same dataset:
-    seeded samples (:class:`SeededSampler`, :class:`SeededDataset`) and a resumable position."""
+    seeded samples (:class:`SeededSampler`, :class:`SeededDataset`) and a resumable position; on a GPU its batches are
+    pinned unless ``pin_memory`` says otherwise."""
     from basicsr.data import build_dataloader
     train_loader, _, val_loaders, total_epochs, total_iters = loaders
-    dataset_opt = opt['datasets']['train']
+    dataset_opt = dict(opt['datasets']['train'])
+    if 'pin_memory' not in dataset_opt and opt['num_gpu'] and torch.cuda.is_available():
+        dataset_opt['pin_memory'] = True  # integer batches copy to the GPU without blocking (RestorationModel.feed_data)
     train_set = train_loader.dataset
     sampler = SeededSampler(train_set, opt['world_size'], opt['rank'], dataset_opt.get('dataset_enlarge_ratio', 1),
                             opt['manual_seed'], train_loader.batch_size)

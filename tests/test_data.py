@@ -142,7 +142,7 @@ def test_undecodable_bytes(lmdb_pair):
     with env.begin(write=True) as txn:
         txn.put(b'i0', b'not an image')
     env.close()
-    with pytest.raises(ValueError, match=r"lq image 'i0': the stored bytes are not a decodable image"):
+    with pytest.raises(ValueError, match=r"lq image 'i0' in .*lq.lmdb: the stored bytes are not a decodable image"):
         dataset(*lmdb_pair)[0]
 
 
@@ -184,7 +184,7 @@ def test_patches_cut_before_the_float_conversion_are_bit_identical_to_converting
     from basicsr.data.transforms import augment
     from basicsr.utils import img2tensor
 
-    from basicsr_restore.imageio import to_float
+    from basicsr_restore.imageio import batch_to_float, decode, to_float
     top = 255 if bits == 8 else 65535
     dtype = np.uint8 if bits == 8 else np.uint16
     gts = {f'p{i}.png': photo((40, 52), seed=i, dtype=dtype) for i in range(3)}
@@ -194,15 +194,20 @@ def test_patches_cut_before_the_float_conversion_are_bit_identical_to_converting
 
     def converted_first(index):
         key = ds.keys[index]
-        (gt, _), (lq, _) = ds._read('gt', key), ds._read('lq', key)
-        gt, lq = ds._random_crop([to_float(gt, 'gt'), to_float(lq, 'lq')], key)
+        gt, lq = (to_float(decode(ds.paths[key][s], s), s) for s in ('gt', 'lq'))
+        size = ds.gt_size
+        top, left = random.randint(0, gt.shape[0] - size), random.randint(0, gt.shape[1] - size)
+        gt, lq = (img[top:top + size, left:left + size] for img in (gt, lq))
         return img2tensor(augment([gt, lq], ds.hflip, ds.rot), bgr2rgb=True, float32=True)
 
     for seed in range(12):
         random.seed(seed)
         sample = ds[seed % 3]
+        assert sample['gt'].dtype == (torch.uint8 if bits == 8 else torch.uint16)  # training batches: integers
         random.seed(seed)
         gt, lq = converted_first(seed % 3)
-        assert torch.equal(sample['gt'], gt) and torch.equal(sample['lq'], lq)
-        assert sample['gt'].dtype == torch.float32 and sample['gt'].max() <= 1.0
+        # the model's device-side conversion gives exactly the numbers of converting first on the CPU
+        assert torch.equal(batch_to_float(sample['gt'][None], 'cpu')[0], gt)
+        assert torch.equal(batch_to_float(sample['lq'][None], 'cpu')[0], lq)
+        assert gt.dtype == torch.float32 and gt.max() <= 1.0
     assert as_uint(ds[0]['gt'], top).max() <= top

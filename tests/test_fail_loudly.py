@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import basicsr_restore  # noqa: F401
+from basicsr_restore.prepare.store import WriteOptions
 from basicsr_restore.checkpoints import CheckpointError
 from basicsr_restore.errors import OptionError
 from basicsr_restore.options_check import check_options
@@ -213,7 +214,7 @@ def test_a_preparation_killed_between_its_renames_is_refused_then_finished(tmp_p
     write_folder(tmp_path / 'lq', {'c.png': photo((32, 32), 6)})
     with pytest.raises(KeyboardInterrupt):
         paired.write_pairs(paired.match_pairs(str(tmp_path / 'gt'), str(tmp_path / 'lq')), str(tmp_path / 'out'),
-                           overwrite=True)
+                           write=WriteOptions(overwrite=True))
     monkeypatch.setattr(lmdb_io, 'publish_partial', real_publish)
     out = tmp_path / 'out'
     assert sorted(os.listdir(out)) == ['.basicsr-restore-commit', 'gt.lmdb', 'lq.lmdb', 'lq.lmdb.partial']

@@ -14,11 +14,11 @@ import torch
 from basicsr_restore.cli import main
 from basicsr_restore.data.dpdd_dataset import DualPixelDefocusDataset
 from basicsr_restore.data.lmdb_io import read_meta_info
-from basicsr_restore.imageio import decode as decode_image
-from basicsr_restore.data.lmdb_io import shared_env
+from basicsr_restore.imageio import batch_to_float
+from basicsr_restore.data.lmdb_io import decode_value, read_format, shared_env
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
 from basicsr_restore.prepare.common import keep_sharpest
-from basicsr_restore.prepare.common import grid_positions
+from basicsr_restore.prepare.store import grid_positions
 
 from conftest import photo, prepared_once
 
@@ -91,8 +91,9 @@ def test_grid_and_sharpness_filter_counts(dpdd):
 
 
 def test_sixteen_bits_are_kept(dpdd):
-    with shared_env(str(dpdd / 'test' / 'gt.lmdb')).begin() as txn:  # the datasets of other tests may have it open
-        img = decode_image(txn.get(b'1P0A1004'), 'test')
+    lmdb = str(dpdd / 'test' / 'gt.lmdb')
+    with shared_env(lmdb).begin() as txn:  # the datasets of other tests may have it open
+        img = decode_value(txn.get(b'1P0A1004'), read_format(lmdb), 'test')
     assert img.dtype == np.uint16 and img.shape == (140, 210, 3)
     assert np.array_equal(img, views(4)[0])
 
@@ -134,10 +135,12 @@ def test_dual_pixel_training_crops_augment_all_views_alike(dpdd, tmp_path):
     seen = set()
     for _ in range(12):
         item = ds[0]
-        assert item['lq'].shape == (6, 24, 24) and item['gt'].shape == (3, 24, 24)
-        assert torch.equal(item['lq'][:3], item['gt'])
-        assert torch.allclose(item['lq'][3:], 1 - item['gt'], atol=1e-6)
-        seen.add(round(float(item['gt'][0, 0, 0]), 6))
+        assert item['lq'].dtype == item['gt'].dtype == torch.uint16  # training batches: 16-bit integers
+        lq, gt = (batch_to_float(item[k], 'cpu') for k in ('lq', 'gt'))
+        assert lq.shape == (6, 24, 24) and gt.shape == (3, 24, 24)
+        assert torch.equal(lq[:3], gt)
+        assert torch.allclose(lq[3:], 1 - gt, atol=1e-6)
+        seen.add(round(float(gt[0, 0, 0]), 6))
     assert len(seen) > 3  # the crops and augmentations did vary
     test = DualPixelDefocusDataset(dict(name='t', phase='val', dataroot_gt=str(dpdd / 'test' / 'gt.lmdb'),
                                         dataroot_lqL=str(dpdd / 'test' / 'lqL.lmdb'),

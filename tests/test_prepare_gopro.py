@@ -12,7 +12,7 @@ import pytest
 from basicsr_restore.cli import main
 from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.prepare.common import grid_positions
+from basicsr_restore.prepare.store import grid_positions
 
 from conftest import photo, prepared_once, write_folder
 

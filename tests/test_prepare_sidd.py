@@ -8,7 +8,8 @@ import scipy.io
 from basicsr_restore.cli import main
 from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.prepare.common import grid_positions
+from basicsr_restore.imageio import batch_to_float
+from basicsr_restore.prepare.store import grid_positions
 
 from conftest import noisy, photo, prepared_once, write_folder
 
@@ -66,9 +67,9 @@ def test_scene_folders_become_crops_keyed_without_noisy(sidd):
     assert keys == [k for k, _ in read_meta_info(str(sidd / 'train' / 'lq.lmdb'))]
     ds = PairedRestorationDataset(dict(name='s', phase='train', gt_size=16, dataroot_gt=str(sidd / 'train' / 'gt.lmdb'),
                                        dataroot_lq=str(sidd / 'train' / 'lq.lmdb'), use_hflip=True, use_rot=True))
-    item = ds[0]
-    assert item['gt'].shape == item['lq'].shape == (3, 16, 16)
-    assert 0.01 < (item['gt'] - item['lq']).abs().mean() < 0.1  # sigma-10 noise
+    gt, lq = (batch_to_float(ds[0][k], 'cpu') for k in ('gt', 'lq'))
+    assert gt.shape == lq.shape == (3, 16, 16)
+    assert 0.01 < (gt - lq).abs().mean() < 0.1  # sigma-10 noise
 
 
 def test_validation_mat_blocks_become_pairs_in_image_block_order(sidd, tmp_path):

@@ -2,7 +2,15 @@
 
 Layout (what basicsr's ``make_lmdb_from_imgs`` writes and ``paired_paths_from_lmdb`` reads): a folder
 ``<name>.lmdb`` holding the LMDB files and ``meta_info.txt`` with one line ``<key>.png (h,w,c) <level>``
-per image; each value is the image encoded as PNG (16-bit images stay 16-bit).
+per image. Each value is stored in one of two formats (:data:`FORMATS`), recorded in ``value_format.json`` beside
+``meta_info.txt`` so that a reader never guesses (an LMDB without that file is basicsr's: PNG):
+
+* ``png``: the image encoded as PNG (16-bit images stay 16-bit), what basicsr writes; small on disk, but
+  decoding is most of a training sample's time;
+* ``raw``: the pixels as stored in memory (uint8 or uint16, H x W x C, BGR as OpenCV decodes a PNG) after a
+  32-byte header (:class:`RawImage`: a magic word, the pixel type and the shape). Nothing to decode: a training
+  patch is cut from the memory-mapped value and only the patch is copied. Larger on disk (about 2x PNG for
+  photos, more for noise-free renders).
 
 What this writer adds:
 
@@ -21,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import struct
 from contextlib import ExitStack, contextmanager
 
 import numpy as np
@@ -31,6 +40,9 @@ _UNSAFE = re.compile(r'[^A-Za-z0-9_\-/]')
 _META = re.compile(r'^(?P<key>\S+?)(?:\.png)?\s+\((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\d+)\)')
 META_NAME = 'meta_info.txt'
 COMMIT_NAME = '.basicsr-restore-commit'
+FORMAT_NAME = 'value_format.json'
+#: value formats: what each costs is said in the module docstring
+FORMATS = ('png', 'raw')
 
 
 def safe_key(text):
@@ -53,6 +65,104 @@ def encode_png(img, compress_level=1, where='image'):
     if not ok:
         raise ValueError(f'{where}: PNG encoding failed')
     return buf.tobytes()
+
+
+def check_format(fmt, what='--format'):
+    if fmt not in FORMATS:
+        raise ValueError(f"{what} {fmt!r}: use one of {', '.join(FORMATS)}.")
+    return fmt
+
+
+class RawImage:
+    """A ``raw`` LMDB value: 32 bytes of header (magic, pixel type, channels, height, width), then the pixels
+    row-major, H x W x C. :meth:`parse` checks the value against its header (and the shape ``meta_info.txt``
+    promises) without copying the pixels; :meth:`window` copies only the part asked for."""
+
+    MAGIC = b'BRSRRAW1'
+    HEADER = struct.Struct('<8sBBHII')  # magic, pixel type, reserved, channels, height, width
+    SIZE = 32
+    DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16)}
+
+    def __init__(self, array):
+        self.array = array
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @classmethod
+    def encode(cls, img, where='image'):
+        if img.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f'{where}: only 8- and 16-bit images can be stored, got {img.dtype}')
+        h, w, c = image_shape(img)
+        code = next(k for k, v in cls.DTYPES.items() if v == img.dtype)
+        header = cls.HEADER.pack(cls.MAGIC, code, 0, c, h, w).ljust(cls.SIZE, b'\0')
+        return header + np.ascontiguousarray(img).tobytes()
+
+    @classmethod
+    def is_raw(cls, buf):
+        return bytes(buf[:len(cls.MAGIC)]) == cls.MAGIC
+
+    @classmethod
+    def parse(cls, buf, where, expected_shape=None):
+        """The value ``buf`` (bytes or a memoryview of the mapped LMDB) as an image, or one clear error."""
+        fix = 'The LMDB is damaged: prepare it again (`basicsr-restore prepare ... --overwrite`).'
+        if len(buf) < cls.SIZE or not cls.is_raw(buf):
+            raise ValueError(f'{where}: the value is not a raw image (no raw header; {len(buf)} bytes) although '
+                             f'{FORMAT_NAME} says raw. {fix}')
+        _, code, _, c, h, w = cls.HEADER.unpack_from(buf)
+        dtype = cls.DTYPES.get(code)
+        if dtype is None:
+            raise ValueError(f'{where}: unknown pixel type code {code} in the raw header. {fix}')
+        need = cls.SIZE + h * w * c * dtype.itemsize
+        if len(buf) != need:
+            raise ValueError(f'{where}: the raw value holds {len(buf)} bytes but its header says {h}x{w}x{c} '
+                             f'{dtype.name} ({need} bytes): it is truncated or damaged. {fix}')
+        if expected_shape is not None and tuple(expected_shape) != (h, w, c):
+            raise ValueError(f'{where}: the raw value is {h}x{w}x{c} but {META_NAME} says '
+                             f"{'x'.join(map(str, expected_shape))}. {fix}")
+        return cls(np.frombuffer(buf, dtype, count=h * w * c, offset=cls.SIZE).reshape(h, w, c))
+
+    def window(self, top, left, height, width):
+        """A copy of ``[top:top+height, left:left+width]`` (what is cut, nothing else, is copied)."""
+        return np.array(self.array[top:top + height, left:left + width])
+
+    def whole(self):
+        return np.array(self.array)
+
+
+def encode_value(img, fmt, compress_level=1, where='image'):
+    """The LMDB value of ``img`` in format ``fmt``."""
+    return RawImage.encode(img, where) if fmt == 'raw' else encode_png(img, compress_level, where)
+
+
+def decode_value(buf, fmt, where):
+    """The image (uint8/uint16, HxWxC BGR, a copy) of one stored value in format ``fmt``."""
+    if fmt == 'raw':
+        return RawImage.parse(buf, where).whole()
+    from basicsr_restore.imageio import decode
+    return decode(buf, where)
+
+
+def read_format(lmdb_path):
+    """``'png'`` or ``'raw'``: what ``value_format.json`` of ``lmdb_path`` records (``png`` without the file, an
+    LMDB of basicsr's)."""
+    path = os.path.join(lmdb_path, FORMAT_NAME)
+    if not os.path.isfile(path):
+        return 'png'
+    try:
+        with open(path, encoding='utf-8') as f:
+            fmt = json.load(f).get('format')
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); it must hold {{\"format\": \"png\"}} or "
+                         '{"format": "raw"}. Prepare the LMDB again.') from None
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: format {fmt!r} is not one of {', '.join(FORMATS)}; prepare the LMDB again.")
+    return fmt
 
 
 def read_meta_info(lmdb_path):
@@ -112,7 +222,8 @@ def count_entries(path):
 
 
 class LmdbWriter:
-    """Write images into ``path`` (``*.lmdb``) as PNG, with basicsr's meta_info; see the module docstring.
+    """Write images into ``path`` (``*.lmdb``) in format ``fmt`` (``png`` or ``raw``), with basicsr's meta_info and
+    the format record; see the module docstring.
 
     Use as a context manager; the LMDB appears under its final name only when the block ends without error::
 
@@ -121,7 +232,8 @@ class LmdbWriter:
     """
 
     def __init__(self, path, compress_level=1, overwrite=False, map_size=64 << 20, commit_every=200,
-                 publish_on_exit=True):
+                 publish_on_exit=True, fmt='png'):
+        self.fmt = check_format(fmt)
         if not str(path).endswith('.lmdb'):
             raise ValueError(f"LMDB output '{path}' must end with .lmdb (basicsr's readers require it)")
         if os.path.exists(path) and not overwrite:
@@ -140,11 +252,15 @@ class LmdbWriter:
         return self
 
     def put(self, key, img):
+        self.put_value(key, encode_value(img, self.fmt, self.compress_level, f'{self.path}:{key}'), image_shape(img))
+
+    def put_value(self, key, value, shape):
+        """Store an already encoded value (:func:`encode_value` in this writer's format) of an image of ``shape``."""
         if key in self._keys:
             raise ValueError(f"{self.path}: two images map to the key '{key}'; keys must be unique")
         self._keys.add(key)
-        self._pending.append((key.encode('ascii'), encode_png(img, self.compress_level, f'{self.path}:{key}')))
-        self.meta.append(f'{key}.png ({",".join(map(str, image_shape(img)))}) {self.compress_level}')
+        self._pending.append((key.encode('ascii'), value))
+        self.meta.append(f'{key}.png ({",".join(map(str, shape))}) {self.compress_level}')
         if len(self._pending) >= self.commit_every:
             self._commit()
 
@@ -165,6 +281,8 @@ class LmdbWriter:
         self._commit()
         self.env.sync()
         self.env.close()
+        with open(os.path.join(self.partial, FORMAT_NAME), 'w', encoding='utf-8') as f:
+            json.dump({'format': self.fmt, 'writer': 'basicsr-restore'}, f)
         with open(os.path.join(self.partial, META_NAME), 'w', encoding='utf-8') as f:
             f.write('\n'.join(self.meta) + '\n')
 
@@ -226,7 +344,7 @@ def check_published(lmdb_path, where):
 
 
 @contextmanager
-def lmdb_group(paths, compress_level=1, overwrite=False):
+def lmdb_group(paths, compress_level=1, overwrite=False, fmt='png'):
     """``{path: LmdbWriter}`` for LMDBs in one folder that must appear together; see the module docstring."""
     folders = {os.path.dirname(os.path.abspath(p)) for p in paths}
     if len(folders) != 1:
@@ -234,7 +352,7 @@ def lmdb_group(paths, compress_level=1, overwrite=False):
     folder = folders.pop()
     recover(folder)
     with ExitStack() as stack:
-        writers = {p: stack.enter_context(LmdbWriter(p, compress_level, overwrite, publish_on_exit=False))
+        writers = {p: stack.enter_context(LmdbWriter(p, compress_level, overwrite, publish_on_exit=False, fmt=fmt))
                    for p in paths}
         yield writers
     # every writer has finished its .partial folder: publish them as one

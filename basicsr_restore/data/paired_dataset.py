@@ -22,35 +22,39 @@ Options (``datasets.<phase>``), a superset of basicsr's PairedImageDataset:
 * ``meta_info_file``: a text file listing the keys to use (first word of each line, ``.png`` optional), e.g.
   the ``indoor.txt`` / ``outdoor.txt`` subsets of DPDD's test set; default: every pair.
 
-Images are decoded unchanged: uint8 is divided by 255, uint16 by 65535 (16-bit data stays 16-bit). Training patches
-are cut and flipped while the pixels are still integers, and only the patch is converted to float (the same
-numbers as converting the whole image first, without converting what the crop throws away).
+* ``integer_batches``: samples hold the integer pixels (uint8/uint16, C x H x W, RGB) and the model converts the
+  batch to float on its device (a quarter of the bytes to move for 8-bit data; default in training), or ``false``:
+  float32 in [0, 1] here (default outside training, and what a model that is not this package's needs).
+
+LMDBs in both value formats are read (``png``, basicsr's, and ``raw``, see ``lmdb_io``; the format is what the LMDB
+records). Images are never converted before they are cut: a raw value is a view of the memory-mapped LMDB and only
+the training patch (or validation crop) is copied; a PNG is decoded, then cut. Patches are flipped while the pixels
+are still integers; uint8 becomes float as ``value / 255``, uint16 as ``value / 65535`` (16-bit data stays 16-bit),
+the same numbers in every format and on every device.
 Any problem with the data raises one error naming the dataset, the image key and the option to fix.
 """
 import os
 import random
+from contextlib import ExitStack
 
+import numpy as np
 import torch
 
 from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 from torch.utils import data
 
-from basicsr_restore.data.lmdb_io import check_published, count_entries, read_meta_info, shared_env
+from basicsr_restore.data.lmdb_io import (FORMAT_NAME, RawImage, check_published, count_entries, read_format,
+                                          read_meta_info, shared_env)
 from basicsr_restore.imageio import decode, images_in, to_8bit, to_float
 from basicsr_restore.register import register
 
-def centre_crop(images, size, scale=1):
-    """The centre ``size`` x ``size`` window of every image (the first is the GT, ``scale`` times larger than
-    the others), at Restormer's position ``((h - size) // 2, (w - size) // 2)``; smaller sides are kept whole."""
-    h, w = images[-1].shape[:2]
+def centre_window(h, w, size, scale=1):
+    """``(top, left, height, width)`` of the centre ``size`` x ``size`` window of an ``h`` x ``w`` degraded view (the
+    GT is ``scale`` times larger), at Restormer's position ``((h - size) // 2, (w - size) // 2)``; smaller sides are
+    kept whole."""
     ch, cw = min(size // scale, h), min(size // scale, w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    out = []
-    for i, img in enumerate(images):
-        s = scale if i == 0 else 1
-        out.append(img[top * s:(top + ch) * s, left * s:(left + cw) * s])
-    return out
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
 @register('dataset')
@@ -67,7 +71,7 @@ class PairedRestorationDataset(data.Dataset):
     #: the keys of a dataset section this class reads (with the dataloader's; anything else is an option error)
     OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
                              'geometric_augs', 'channels', 'val_crop_size', 'bit_depth', 'meta_info_file',
-                             'filename_tmpl', 'mini_batch_sizes', 'iters', 'gt_sizes'})
+                             'filename_tmpl', 'mini_batch_sizes', 'iters', 'gt_sizes', 'integer_batches'})
 
     def __init__(self, opt):
         super().__init__()
@@ -94,6 +98,11 @@ class PairedRestorationDataset(data.Dataset):
                 raise ValueError(f'{self.where}: option gt_size (the training patch size) is missing.')
             if self.gt_size % self.scale:
                 raise ValueError(f'{self.where}: gt_size {self.gt_size} must be a multiple of scale {self.scale}.')
+        self.integer_batches = opt.get('integer_batches', self.phase == 'train')
+        if not isinstance(self.integer_batches, bool):
+            raise ValueError(f'{self.where}: option integer_batches must be true or false, got '
+                             f'{self.integer_batches!r}.')
+        self.shapes = {}
         if self.backend == 'lmdb':
             self.keys = self._lmdb_keys()
         elif self.backend == 'disk':
@@ -136,6 +145,7 @@ class PairedRestorationDataset(data.Dataset):
                 raise ValueError(f"{self.where}: {root}/meta_info.txt lists {len(entries)} images but the LMDB holds "
                                  f'{stored}: it is incomplete. Prepare it again.')
             keys[stream] = [k for k, _ in entries]
+            self.shapes[stream] = dict(entries)
         for view in self.views:
             only_gt = sorted(set(keys['gt']) - set(keys[view]))
             only_view = sorted(set(keys[view]) - set(keys['gt']))
@@ -192,64 +202,104 @@ class PairedRestorationDataset(data.Dataset):
         return len(self.keys)
 
     # ------------------------------------------------------------------------------------ reading
-    def _read(self, stream, key):
+    def _read(self, stream, key, stack):
+        """``(image, where)``: a PNG or a file is decoded now (:class:`Decoded`); a raw LMDB value is a view of the
+        mapped value (:class:`~basicsr_restore.data.lmdb_io.RawImage`, valid while ``stack`` holds its
+        transaction), from which only the patch is copied."""
         where = f'{self.where}: {stream} image {key!r}'
-        if self.backend == 'lmdb':
-            if self._envs is None:  # opened lazily, once per worker process
-                self._envs = {k: shared_env(r) for k, r in self.roots.items()}
-            with self._envs[stream].begin(write=False) as txn:
-                buf = txn.get(key.encode('ascii'))
-            if buf is None:
-                raise KeyError(f"{where} is listed in {self.roots[stream]}/meta_info.txt but not stored in the LMDB. "
-                               'Prepare it again.')
-        else:
+        if self.backend != 'lmdb':
             path = self.paths[key][stream]
             where = f"{self.where}: {stream} image '{path}'"
             with open(path, 'rb') as f:
-                buf = f.read()
-        return self._decode(buf, where), where
+                return Decoded(decode(f.read(), where)), where
+        if self._envs is None:  # opened lazily, once per worker process
+            self._envs = {k: shared_env(r) for k, r in self.roots.items()}
+            self._formats = {k: read_format(r) for k, r in self.roots.items()}
+        raw = self._formats[stream] == 'raw'
+        txn = stack.enter_context(self._envs[stream].begin(write=False, buffers=raw))
+        buf = txn.get(key.encode('ascii'))
+        if buf is None:
+            raise KeyError(f"{where} is listed in {self.roots[stream]}/meta_info.txt but not stored in the LMDB. "
+                           'Prepare it again.')
+        where = f'{where} in {self.roots[stream]}'
+        if raw:
+            return RawImage.parse(buf, where, self.shapes[stream].get(key)), where
+        if RawImage.is_raw(buf):
+            raise ValueError(f'{where} is a raw value but the LMDB has no {FORMAT_NAME} saying so (a folder copied '
+                             'without it?). Prepare it again, or convert it with `basicsr-restore prepare lmdb-format`.')
+        return Decoded(decode(buf, where)), where
 
-    def _decode(self, buf, where):
-        """Stored bytes -> uint8/uint16 HxWxC (``bit_depth`` applied, channels checked)."""
-        img = decode(buf, where)
-        if self.bit_depth == 8:
-            img = to_8bit(img)
-        if img.ndim == 2:
-            img = img[:, :, None]
-        if img.shape[2] != self.channels:
-            raise ValueError(f'{where} has {img.shape[2]} channels, the dataset expects {self.channels} '
-                             '(option channels). Convert the images or set the option.')
-        return img
+    def _check(self, key, stored, wheres):
+        """Channels and alignment of the stored images, from their shapes (nothing is read)."""
+        for img, where in zip(stored, wheres):
+            if img.shape[2] != self.channels:
+                raise ValueError(f'{where} has {img.shape[2]} channels, the dataset expects {self.channels} '
+                                 '(option channels). Convert the images or set the option.')
+        gt = stored[0].shape
+        for view, img in zip(self.views, stored[1:]):
+            lh, lw = img.shape[:2]
+            if gt[:2] != (lh * self.scale, lw * self.scale):
+                raise ValueError(f'{self.where}: image {key!r}: GT is {gt[0]}x{gt[1]} but {self.label(view)} is '
+                                 f'{lh}x{lw} (scale {self.scale}); the images must be aligned.')
+
+    def _window(self, key, stored):
+        """``(top, left, height, width)`` in the degraded views of the part to keep, or None for all of it: a random
+        ``gt_size`` patch in training, the centre ``val_crop_size`` crop when that is set."""
+        lh, lw = stored[1].shape[:2]
+        if self.phase == 'train':
+            size = self.gt_size // self.scale
+            if lh < size or lw < size:
+                raise ValueError(f'{self.where}: image {key!r} is {stored[0].shape[0]}x{stored[0].shape[1]}, smaller '
+                                 f'than gt_size {self.gt_size}. Lower gt_size or prepare larger crops.')
+            return random.randint(0, lh - size), random.randint(0, lw - size), size, size
+        if self.val_crop_size:
+            return centre_window(lh, lw, self.val_crop_size, self.scale)
+        return None
 
     def __getitem__(self, index):
         key = self.keys[index]
-        read = [self._read(stream, key) for stream in self.STREAMS]
-        imgs, wheres = [img for img, _ in read], [where for _, where in read]
-        gt, views = imgs[0], imgs[1:]
-        for view, img in zip(self.views, views):
-            lh, lw = img.shape[:2]
-            if gt.shape[:2] != (lh * self.scale, lw * self.scale):
-                raise ValueError(f'{self.where}: image {key!r}: GT is {gt.shape[0]}x{gt.shape[1]} but '
-                                 f'{self.label(view)} is {lh}x{lw} (scale {self.scale}); the images must be aligned.')
+        with ExitStack() as stack:
+            read = [self._read(stream, key, stack) for stream in self.STREAMS]
+            stored, wheres = [img for img, _ in read], [where for _, where in read]
+            self._check(key, stored, wheres)
+            window = self._window(key, stored)
+            if window is None:
+                imgs = [img.whole() for img in stored]
+            else:
+                top, left, h, w = window
+                s = self.scale
+                imgs = [stored[0].window(top * s, left * s, h * s, w * s)] + [
+                    img.window(top, left, h, w) for img in stored[1:]]
+        if self.bit_depth == 8:
+            imgs = [to_8bit(img) for img in imgs]
         if self.phase == 'train':
-            imgs = augment(self._random_crop(imgs, key), self.hflip, self.rot)
-        elif self.val_crop_size:
-            imgs = centre_crop(imgs, self.val_crop_size, self.scale)
-        imgs = [to_float(img, where) for img, where in zip(imgs, wheres)]
-        tensors = img2tensor(imgs, bgr2rgb=self.channels == 3, float32=True)
+            imgs = augment(imgs, self.hflip, self.rot)
+        tensors = self._convert(imgs, wheres)
         lmdb = self.backend == 'lmdb'
         return {'lq': torch.cat(tensors[1:], 0) if len(tensors) > 2 else tensors[1], 'gt': tensors[0],
                 'lq_path': key if lmdb else self.paths[key][self.views[0]],
                 'gt_path': key if lmdb else self.paths[key]['gt']}
 
-    def _random_crop(self, imgs, key):
-        """The same random ``gt_size`` window of the target and of every view (``gt_size / scale`` in the views)."""
-        size = self.gt_size // self.scale
-        lh, lw = imgs[1].shape[:2]
-        if lh < size or lw < size:
-            raise ValueError(f'{self.where}: image {key!r} is {imgs[0].shape[0]}x{imgs[0].shape[1]}, smaller than '
-                             f'gt_size {self.gt_size}. Lower gt_size or prepare larger crops.')
-        top, left = random.randint(0, lh - size), random.randint(0, lw - size)
-        s = self.scale
-        gt = imgs[0][top * s:(top + size) * s, left * s:(left + size) * s]
-        return [gt] + [img[top:top + size, left:left + size] for img in imgs[1:]]
+    def _convert(self, imgs, wheres):
+        """HxWxC integer images -> C x H x W tensors (RGB): kept as integers (``integer_batches``, the model converts
+        them on its device, :func:`~basicsr_restore.imageio.batch_to_float`), or float32 in [0, 1] here."""
+        if not self.integer_batches:
+            imgs = [to_float(img, where) for img, where in zip(imgs, wheres)]
+        return img2tensor([np.ascontiguousarray(img) for img in imgs], bgr2rgb=self.channels == 3, float32=False)
+
+
+class Decoded:
+    """A decoded image (PNG value or file), with the interface of :class:`~basicsr_restore.data.lmdb_io.RawImage`."""
+
+    def __init__(self, img):
+        self.array = img[:, :, None] if img.ndim == 2 else img
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    def window(self, top, left, height, width):
+        return self.array[top:top + height, left:left + width]
+
+    def whole(self):
+        return self.array

@@ -52,7 +52,7 @@ from basicsr_restore.archs.card import size_rule
 from basicsr_restore.checkpoints import (CheckpointError, check_finite, find_state_dict, fit_summary, load_into,
                                          non_finite_keys, official_key, read_checkpoint)
 from basicsr_restore.errors import TestSetsMissing, TrainingStopped
-from basicsr_restore.imageio import atomic_path
+from basicsr_restore.imageio import atomic_path, batch_to_float
 from basicsr_restore.inference import final_output, grid_average, restore_any_size
 from basicsr_restore.models import fork_recipe
 from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
@@ -372,6 +372,13 @@ class RestorationModel(SRModel):
     def model_ema(self, decay=0.999):
         """EMA of the parameters and of floating-point buffers (:func:`ema_update`)."""
         ema_update(self.net_g_ema, self.get_bare_model(self.net_g), decay)
+
+    def feed_data(self, data):
+        """The batch on the model's device as float32 in [0, 1]: integer batches (the datasets' ``integer_batches``,
+        uint8/uint16 pixels) travel as integers and become float there, bit-identical to converting on the CPU."""
+        self.lq = batch_to_float(data['lq'], self.device)
+        if 'gt' in data:
+            self.gt = batch_to_float(data['gt'], self.device)
 
     def compute_losses(self, outputs):
         """``(total, {term: value})`` of every loss over every output (:func:`compute_losses`)."""

@@ -17,7 +17,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from basicsr_restore.imageio import ImageError, atomic_path, decode, images_in
+from basicsr_restore.imageio import ImageError, atomic_path, images_in
+from basicsr_restore.prepare.store import (Cut, WriteOptions, folder_megabytes, format_summary,  # noqa: F401
+                                           write_pairs, write_streams)
 
 
 class LayoutError(ValueError):
@@ -156,14 +158,6 @@ def split_state(out_dir, streams):
     return 'complete' if len(present) == len(streams) else 'mixed'
 
 
-def folder_megabytes(paths):
-    total = 0
-    for path in paths:
-        for folder, _, files in os.walk(path):
-            total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
-    return total / 2**20
-
-
 def sharpness_scores(gt_crops):
     """DPDNet's "sharpness energy" of each crop, as its and Restormer's patch filters compute it: on the grey
     image, the sum of Sobel gradient magnitudes for kernel sizes 3, 7, 11 and 15, each min-max normalised
@@ -195,92 +189,6 @@ def keep_sharpest(gt_crops, drop_fraction):
     return [i for i in range(n) if i not in dropped]
 
 
-def grid_positions(length, crop, step, thresh_size):
-    """Offsets of the crops along one axis: every ``step``, plus one at the border when more than ``thresh_size``
-    pixels would be left out (basicsr's ``extract_subimages`` grid)."""
-    if length <= crop:
-        return [0]
-    positions = list(range(0, length - crop + 1, step))
-    if length - (positions[-1] + crop) > thresh_size:
-        positions.append(length - crop)
-    return positions
-
-
-def crops(img, crop, step, thresh_size):
-    """Yield ``(index, sub_image)`` over the grid (index from 1); the whole image (index None) when ``crop`` is
-    None."""
-    if not crop:
-        yield None, img
-        return
-    h, w = img.shape[:2]
-    index = 0
-    for y in grid_positions(h, crop, step, thresh_size):
-        for x in grid_positions(w, crop, step, thresh_size):
-            index += 1
-            yield index, img[y:y + crop, x:x + crop]
-
-
-def write_streams(items, out_dir, streams, crop=None, step=None, drop_blurry=0.0, compress_level=1, overwrite=False,
-                  desc='images', thresh_size=0, key_prefix=''):
-    """The one LMDB writer of the preparers: ``[(key, {stream: image or path})]`` into ``out_dir/<stream>.lmdb``,
-    every stream cut on the same grid (``<key>_s<index>``, the index of the window on the full grid, so dropped
-    windows leave gaps) and, with ``drop_blurry``, without the least sharp windows of each image (ranked on the
-    ``gt`` stream). All LMDBs are published together (``lmdb_io.lmdb_group``). Returns the counts."""
-    from tqdm import tqdm
-
-    from basicsr_restore.data.lmdb_io import lmdb_group, safe_key
-
-    start = time.time()
-    counts = {'pairs': 0, 'sub_images': 0, 'stored_whole': 0, 'dropped': 0}
-    os.makedirs(out_dir, exist_ok=True)
-    lmdb_paths = {s: os.path.join(out_dir, f'{s}.lmdb') for s in streams}
-    with lmdb_group(list(lmdb_paths.values()), compress_level, overwrite) as by_path:
-        writers = {s: by_path[p] for s, p in lmdb_paths.items()}
-        for key, sources in tqdm(items, desc=desc, unit='img'):
-            imgs = {s: decode(sources[s], f'{key}: {s}') if isinstance(sources[s], str) else sources[s]
-                    for s in streams}
-            shapes = {s: img.shape for s, img in imgs.items()}
-            if len({shape[:2] for shape in shapes.values()}) != 1:
-                raise ValueError(f'{key}: the views differ in size ({shapes}); all views of one scene must be aligned '
-                                 'and of equal size.')
-            if crop and min(imgs['gt'].shape[:2]) < crop:
-                counts['stored_whole'] += 1
-            windows = {s: list(crops(img, crop, step or crop, thresh_size)) for s, img in imgs.items()}
-            indices = range(len(windows['gt']))
-            if crop and drop_blurry:
-                indices = keep_sharpest([w for _, w in windows['gt']], drop_blurry)
-                counts['dropped'] += len(windows['gt']) - len(indices)
-            base = safe_key(key_prefix + key)
-            for i in indices:
-                index = windows['gt'][i][0]
-                sub_key = base if index is None else f'{base}_s{index:03d}'
-                for s in streams:
-                    writers[s].put(sub_key, np.ascontiguousarray(windows[s][i][1]))
-                counts['sub_images'] += 1
-            counts['pairs'] += 1
-    counts['seconds'] = round(time.time() - start, 1)
-    return counts
-
-
-def write_pairs(pairs, out_dir, crop=None, step=None, thresh_size=0, compress_level=1, overwrite=False,
-                desc='pairs', key_prefix=''):
-    """``[(name, gt image or path, lq image or path)]`` into ``out_dir/{gt,lq}.lmdb`` (:func:`write_streams`);
-    the counts with ``out`` and ``megabytes``."""
-    items = [(name, {'gt': gt, 'lq': lq}) for name, gt, lq in pairs]
-    counts = write_streams(items, out_dir, ('gt', 'lq'), crop, step, 0.0, compress_level, overwrite, desc,
-                           thresh_size, key_prefix)
-    counts.update(out=out_dir, megabytes=folder_megabytes([os.path.join(out_dir, f'{k}.lmdb') for k in ('gt', 'lq')]))
-    return counts
-
-
-def format_summary(summary):
-    """One line on what :func:`write_pairs` wrote."""
-    return (f"wrote {summary['sub_images']} pairs from {summary['pairs']} images into {summary['out']}/gt.lmdb and "
-            f"lq.lmdb ({summary['megabytes']} MB, {summary['seconds']} s)"
-            + (f"; {summary['stored_whole']} images smaller than the crop were stored whole"
-               if summary['stored_whole'] else ''))
-
-
 def write_extra_files(out_dir, files, only_missing=False):
     """Small text files beside the LMDBs (pairing records, subset lists), each written atomically."""
     os.makedirs(out_dir, exist_ok=True)
@@ -292,7 +200,7 @@ def write_extra_files(out_dir, files, only_missing=False):
             f.write(text)
 
 
-def run_splits(title, dst, splits, overwrite=False, compress_level=1):
+def run_splits(title, dst, splits, write=WriteOptions()):
     """Write every split (see the module docstring for the restart rule) and print the summary table."""
     start = time.time()
     rows = []
@@ -300,34 +208,39 @@ def run_splits(title, dst, splits, overwrite=False, compress_level=1):
         out_dir = os.path.join(dst, split.name)
         state = split_state(out_dir, split.streams)
         lmdbs = ', '.join(f'{s}.lmdb' for s in split.streams)
-        if state == 'mixed' and not overwrite:
+        if state == 'mixed' and not write.overwrite:
             present = [s for s in split.streams if os.path.isdir(os.path.join(out_dir, f'{s}.lmdb'))]
             raise FileExistsError(f"'{out_dir}' holds only {', '.join(p + '.lmdb' for p in present)} of {lmdbs} (an "
                                   'earlier run stopped between them). Pass --overwrite to rebuild this split.')
-        if state == 'complete' and not overwrite:
+        if state == 'complete' and not write.overwrite:
             write_extra_files(out_dir, split.extra_files, only_missing=True)
             rows.append(dict(split=split.name, status='kept', out=out_dir, note='already there; --overwrite rebuilds'))
             continue
         write_extra_files(out_dir, split.extra_files)
         if split.items is not None:
             items = split.items()
-            counts = write_streams(items, out_dir, split.streams, split.crop, split.step, split.drop_blurry,
-                                   compress_level, overwrite, desc=split.name)
         else:
-            pairs = split.pairs()
-            counts = write_pairs(pairs, out_dir, split.crop, split.step, 0, compress_level, overwrite,
-                                 desc=split.name)
+            items = [(name, {'gt': gt, 'lq': lq}) for name, gt, lq in split.pairs()]
+        counts = write_streams(items, out_dir, Cut(split.streams, split.crop, split.step, 0, split.drop_blurry),
+                               write, desc=split.name)
         rows.append(dict(split=split.name, status='written', out=out_dir, images=counts['pairs'],
                          stored=counts['sub_images'], whole=counts.get('stored_whole', 0),
                          dropped=counts.get('dropped', 0), official=split.official, note=split.note,
                          seconds=counts['seconds'],
                          mb=folder_megabytes([os.path.join(out_dir, f'{s}.lmdb') for s in split.streams])))
-    print(format_table(title, dst, rows, time.time() - start))
+    print(format_table(title, dst, rows, time.time() - start, write))
     return rows
 
 
-def format_table(title, dst, rows, seconds):
-    lines = [f'{title} -> {dst}  ({seconds:.1f} s in all)',
+#: what each value format costs, printed under the prepare table
+FORMAT_NOTES = {'raw': 'raw values: nothing to decode when training (patches are cut from the mapped LMDB); about 2x '
+                       'the disk of --format png for photos',
+                'png': "png values (basicsr's): half the disk of --format raw, but decoding is most of a training "
+                       "sample's time"}
+
+
+def format_table(title, dst, rows, seconds, write=WriteOptions()):
+    lines = [f'{title} -> {dst}  ({seconds:.1f} s in all, {write.workers} worker(s))',
              f"  {'split':<16} {'images':>7} {'stored':>8} {'size':>10} {'time':>8}  official download / notes"]
     for r in rows:
         if r['status'] == 'kept':
@@ -342,6 +255,8 @@ def format_table(title, dst, rows, seconds):
             notes.append(r['note'])
         lines.append(f"  {r['split']:<16} {r['images']:>7} {r['stored']:>8} {r['mb']:>7.1f} MB {r['seconds']:>6.1f} s  "
                      + '; '.join(notes))
+    if any(r['status'] == 'written' for r in rows):
+        lines.append(f'  {FORMAT_NOTES[write.fmt]}')
     return '\n'.join(lines)
 
 
@@ -387,6 +302,16 @@ def preparer_modules():
     return [m for m in modules if getattr(m, 'VERBS', None)]
 
 
+def add_write_options(p):
+    """``--format`` and ``--workers``, for every command that writes LMDBs."""
+    p.add_argument('--format', default='raw', metavar='{raw,png}',
+                   help='LMDB values: raw pixels (default; nothing to decode when training, about 2x the disk) or png '
+                        "(basicsr's format, half the disk, decoded for every sample)")
+    p.add_argument('--workers', type=int, default=None,
+                   help='processes that decode, cut and encode the images (default: every core); the output is the '
+                        'same whatever the number')
+
+
 def add_dataset_parsers(kinds):
     """One ``prepare <name>`` sub-command per verb that the preparer modules declare."""
     for module in preparer_modules():
@@ -401,6 +326,7 @@ def add_dataset_parsers(kinds):
                                'replaced only once its new copy is complete)')
                 p.add_argument('--compress-level', type=int, default=1,
                                help='PNG compression 0-9 (default 1, as basicsr)')
+                add_write_options(p)
             if verb.options:
                 verb.options(p)
             p.set_defaults(prepare_verb=verb.run)

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from basicsr_restore.imageio import write_image
-from basicsr_restore.prepare.common import Verb, format_summary, write_pairs
+from basicsr_restore.prepare.common import Verb, WriteOptions, add_write_options, format_summary, write_pairs
 
 TRAIN_IMAGES = ('astronaut', 'coffee', 'rocket', 'motorcycle')
 VAL_IMAGE = 'chelsea'
@@ -44,7 +44,7 @@ def run(args):
         gt = load_photo(name)
         pairs.append((name, gt, degrade(gt, args.task, rng, args.sigma)))
     summary = write_pairs(pairs, os.path.join(args.out, 'train'), crop=96, step=64, thresh_size=16,
-                          overwrite=args.overwrite, desc='demo train')
+                          write=WriteOptions.from_args(args), desc='demo train')
     print(format_summary(summary))
     val_gt = load_photo(VAL_IMAGE)
     val_lq = degrade(val_gt, args.task, rng, args.sigma)
@@ -64,6 +64,7 @@ def _options(p):
     p.add_argument('--sigma', type=float, default=25.0, help='noise sigma on the 0-255 scale (denoise; default 25)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--overwrite', action='store_true')
+    add_write_options(p)
 
 
 VERBS = {'demo': Verb(run, "small offline set from scikit-image's bundled photos", _options, src_dst=False)}

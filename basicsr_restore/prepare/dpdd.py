@@ -24,8 +24,8 @@ import os
 
 import numpy as np
 
-from basicsr_restore.prepare.common import (LayoutError, Split, Verb, crop_options, first_dir, image_files, no_layout,
-                                            run_splits)
+from basicsr_restore.prepare.common import (LayoutError, Split, Verb, WriteOptions, crop_options, first_dir,
+                                            image_files, no_layout, run_splits)
 
 STREAMS = ('gt', 'lqC', 'lqL', 'lqR')
 RESTORMER_DIRS = {'lqL': 'inputL', 'lqR': 'inputR', 'lqC': 'inputC', 'gt': 'target'}
@@ -125,7 +125,7 @@ def run_dpdd(args):
         splits.append(Split(name, items=lambda i=items: i, streams=STREAMS, crop=args.crop if train else None,
                             step=args.step if train else None, drop_blurry=args.drop_blurry if train else 0.0,
                             official=OFFICIAL[name], note=note, extra_files=extra))
-    return run_splits('DPDD', args.dst, splits, args.overwrite, args.compress_level)
+    return run_splits('DPDD', args.dst, splits, WriteOptions.from_args(args))
 
 
 # ------------------------------------------------------------------------------------------- verbs

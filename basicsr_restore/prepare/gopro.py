@@ -24,8 +24,9 @@ RealBlur-J/R (Rim et al., ECCV 2020; 980 test pairs each) from the original rele
 import os
 import re
 
-from basicsr_restore.prepare.common import (LayoutError, Split, Verb, crop_options, first_dir, image_files, listing,
-                                            no_layout, pair_dirs, pair_files, replace_rule, run_splits)
+from basicsr_restore.prepare.common import (LayoutError, Split, Verb, WriteOptions, crop_options, first_dir,
+                                            image_files, listing, no_layout, pair_dirs, pair_files, replace_rule,
+                                            run_splits)
 
 LQ_NAMES = ('input', 'blur')
 GT_NAMES = ('target', 'sharp', 'gt', 'groundtruth')
@@ -87,7 +88,7 @@ def run_gopro(args):
     resolved = {name: gopro_split_pairs(args.src, name, explicit) for name in names}  # check the layout first
     splits = [Split(name, pairs=lambda p=resolved[name]: p, crop=args.crop if name == 'train' else None,
                     step=args.step if name == 'train' else None, official=GOPRO_OFFICIAL[name]) for name in names]
-    return run_splits('GoPro', args.dst, splits, args.overwrite, args.compress_level)
+    return run_splits('GoPro', args.dst, splits, WriteOptions.from_args(args))
 
 
 # ---------------------------------------------------------------------------------------------- HIDE
@@ -123,7 +124,7 @@ def hide_pairs(src):
 def run_hide(args):
     pairs = hide_pairs(args.src)
     split = Split('test', pairs=lambda: pairs, official='2,025 test pairs of 1280x720, stored whole')
-    return run_splits('HIDE', args.dst, [split], args.overwrite, args.compress_level)
+    return run_splits('HIDE', args.dst, [split], WriteOptions.from_args(args))
 
 
 # ------------------------------------------------------------------------------------------ RealBlur
@@ -175,7 +176,7 @@ def run_realblur(args):
         raise no_layout(f"RealBlur-{'/'.join(variants)}", args.src, REALBLUR_LAYOUTS)
     splits = [Split(f'test/RealBlur_{v}', pairs=lambda p=p: p, official=f'980 test pairs (RealBlur-{v}), stored whole')
               for v, p in found.items() if p]
-    return run_splits('RealBlur', args.dst, splits, args.overwrite, args.compress_level)
+    return run_splits('RealBlur', args.dst, splits, WriteOptions.from_args(args))
 
 
 # ------------------------------------------------------------------------------------------- verbs

@@ -9,7 +9,7 @@ import os
 
 from basicsr_restore.data.lmdb_io import recover
 from basicsr_restore.imageio import images_in
-from basicsr_restore.prepare.common import Verb, format_summary, write_pairs
+from basicsr_restore.prepare.common import Verb, WriteOptions, add_write_options, format_summary, write_pairs
 
 
 def match_pairs(gt_dir, lq_dir):
@@ -34,7 +34,7 @@ def run(args):
         return None
     pairs = match_pairs(args.gt, args.lq)
     summary = write_pairs([(rel, g, q) for rel, g, q in pairs], args.out, args.crop, args.step, args.thresh_size,
-                          args.compress_level, args.overwrite)
+                          WriteOptions.from_args(args))
     print(format_summary(summary))
     return summary
 
@@ -50,6 +50,7 @@ def _options(p):
     p.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default 1, as basicsr)')
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing LMDBs (only once the new ones are complete)')
+    add_write_options(p)
 
 
 VERBS = {'paired': Verb(run, 'two folders of aligned images -> gt.lmdb + lq.lmdb (optionally cropped)', _options,

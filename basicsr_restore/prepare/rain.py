@@ -13,8 +13,8 @@ single-set commands write only their set. Rain sets are scored on the Y channel 
 """
 import os
 
-from basicsr_restore.prepare.common import (Split, Verb, first_dir, no_layout, pair_dirs, pair_files, replace_rule,
-                                            run_splits)
+from basicsr_restore.prepare.common import (Split, Verb, WriteOptions, first_dir, no_layout, pair_dirs, pair_files,
+                                            replace_rule, run_splits)
 
 LQ_NAMES = ('input', 'rain', 'rainy')
 GT_NAMES = ('target', 'norain', 'gt', 'groundtruth', 'clean')
@@ -65,7 +65,7 @@ def run_rain13k(args):
                 splits.append(Split(f'test/{folder}', pairs=lambda p=pairs: p, official=official))
             else:
                 missing.append(folder)
-    rows = run_splits('Rain13K', args.dst, splits, args.overwrite, args.compress_level)
+    rows = run_splits('Rain13K', args.dst, splits, WriteOptions.from_args(args))
     warn_small_images(os.path.join(args.dst, 'train', 'gt.lmdb'), patch=256)
     if missing:
         print(f"  test sets not found under '{args.src}' (skipped): {', '.join(missing)}; prepare them with "
@@ -90,7 +90,7 @@ def run_test_set(args):
     if pairs is None:
         raise no_layout(folder, args.src, layouts(folder, 'test'))
     return run_splits(folder, args.dst, [Split(f'test/{folder}', pairs=lambda: pairs, official=official)],
-                      args.overwrite, args.compress_level)
+                      WriteOptions.from_args(args))
 
 
 # ------------------------------------------------------------------------------------------- verbs

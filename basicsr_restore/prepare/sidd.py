@@ -18,8 +18,8 @@ import os
 import numpy as np
 
 from basicsr_restore.imageio import is_image
-from basicsr_restore.prepare.common import (LayoutError, Split, Verb, crop_options, first_dir, listing, no_layout,
-                                            pair_dirs, pair_files, run_splits)
+from basicsr_restore.prepare.common import (LayoutError, Split, Verb, WriteOptions, crop_options, first_dir, listing,
+                                            no_layout, pair_dirs, pair_files, run_splits)
 
 SIDD_LAYOUTS = ['SIDD-Medium sRGB as released: SIDD_Medium_Srgb/Data/<scene>/0001_NOISY_SRGB_010.PNG with '
                 '0001_GT_SRGB_010.PNG beside it (any depth below SRC)',
@@ -68,7 +68,7 @@ def run_sidd(args):
     split = Split('train', pairs=lambda: pairs, crop=args.crop, step=args.step,
                   official='320 pairs (160 scenes x 2) of several megapixels, e.g. 112 crops per 5328x3000 frame; '
                            'the total depends on the frame sizes')
-    return run_splits('SIDD-Medium', args.dst, [split], args.overwrite, args.compress_level)
+    return run_splits('SIDD-Medium', args.dst, [split], WriteOptions.from_args(args))
 
 
 # --------------------------------------------------------------------------------------- validation
@@ -159,7 +159,7 @@ def sidd_val_pairs(src):
 def run_sidd_val(args):
     pairs = sidd_val_pairs(args.src)
     split = Split('val', pairs=lambda: pairs, official='1,280 blocks of 256x256 (40 images x 32 blocks)')
-    return run_splits('SIDD validation', args.dst, [split], args.overwrite, args.compress_level)
+    return run_splits('SIDD validation', args.dst, [split], WriteOptions.from_args(args))
 
 
 VERBS = {
