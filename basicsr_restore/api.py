@@ -12,6 +12,8 @@ tiles and self-ensemble, the final output.
 
 Plain torch: no basicsr needed.
 """
+import logging
+
 import numpy as np
 import torch
 
@@ -68,7 +70,7 @@ class Network:
         """
         if tile < 0 or overlap < 0:
             raise ValueError(f'restore: tile ({tile}) and overlap ({overlap}) must be >= 0.')
-        speed = self._speed(speed)
+        speed = self.pick_speed(speed)
         restorer = self._restorer(tile, overlap, tta, speed)
         if restorer.tile and overlap >= restorer.tile:
             raise ValueError(f'restore: overlap {overlap} must be smaller than the tile ({restorer.tile}).')
@@ -76,11 +78,16 @@ class Network:
             return self._restore_tensor(image, restorer)
         return self._restore_array(image, restorer, bgr)
 
-    def _speed(self, speed):
+    def pick_speed(self, speed, log=None):
+        """The :class:`~basicsr_restore.speed.Speed` that ``restore(speed=...)`` runs with: ``None``/'fp32' = none,
+        'best' = the device's preset (:func:`basicsr_restore.speed.resolve`, the rule of training, ``infer`` and
+        ``serve``; its choice and reason go to ``log``, by default this package's :mod:`logging` logger, once per
+        process), or a ``Speed`` as given."""
         if speed is None or speed == 'fp32':
             return speeds.Speed()
         if speed == 'best':
-            return speeds.resolve(speeds.preset(self.device), self.device, lambda m: None, where='restore speed')
+            log = log if log is not None else logging.getLogger('basicsr_restore').info
+            return speeds.resolve('best', self.device, log, where='restore speed')
         if isinstance(speed, speeds.Speed):
             return speed
         raise ValueError(f"restore: speed must be None, 'fp32', 'best' or a basicsr_restore.speed.Speed, got "

@@ -15,13 +15,17 @@ or ``--arch NAME [--arch-args ...]``, or an option file's ``network_g``):
   ones; median, min, max, inter-quartile range. GPU: CUDA events; CPU: ``time.perf_counter``;
 * **peak memory**: GPU: ``torch.cuda.max_memory_allocated`` during the forward runs and during training
   (weights included). CPU: not measured (``null``), torch has no allocator statistics there;
-* **training**: iterations per second of the whole step as RestorationModel takes it: forward, every loss of the
-  recipe on every output (an option file's ``train.*_opt``; with ``--arch`` or the registry: the shipped recipe of
-  the network, :data:`RECIPES`; L1 on every output when there is none), backward, Adam step, EMA update, at
-  ``--train-batch`` random patches of ``--patch`` x ``--patch`` pixels, with RestorationModel's NaN guard (as
-  training runs); the same steps without it are timed in between, and the table shows the guard's cost
-  (median step time with / without, in %). A VGG19 file that a recipe names but that is not here is replaced by an
-  untrained VGG19 of the same cost (the record says so).
+* **training**: iterations per second of training's own step: the recipe's model (``model_type`` of the option
+  file, RestorationModel or a fork's name, built by basicsr's ``build_model``) is built from the recipe (``-opt``, or
+  with ``--arch`` or the registry the network's shipped recipe, :data:`RECIPES`; L1 and Adam when there is none)
+  with the benched network as ``network_g``, the mode's switches as ``speed``, no datasets, no pretrained file and a
+  temporary ``path`` folder, and each step is ``model.feed_data`` + ``model.optimize_parameters``: every loss of the
+  recipe on every output, backward, gradient clipping, the GradScaler (fp16), the optimizer, the NaN guard and the
+  EMA, as the recipe sets them; nothing of the step is copied here. The batches are ``--train-batch`` random patches
+  of ``--patch`` x ``--patch`` pixels, as the DataLoader delivers them (:data:`TRAIN_BATCH_DTYPE`). The same steps
+  with a guard that does nothing (``NoGuard`` in ``model.guard``) are timed in between, and the table shows the NaN
+  guard's cost (median step time with / without, in %). A VGG19 file that a recipe names but that is not here is
+  replaced by an untrained VGG19 of the same cost (the record says so).
 
 * **accuracy**: for every mode but fp32, PSNR of the mode's output against fp32 eager on a real photo (scikit-image's
   astronaut, resized to the input size), same weights (``psnr_vs_fp32_db``).
@@ -29,19 +33,25 @@ or ``--arch NAME [--arch-args ...]``, or an option file's ``network_g``):
 Modes (``--mode``, combine with ``+``): the switches of :mod:`basicsr_restore.speed`: ``fp32``, ``bf16``/``fp16``
 (autocast; fp16 trains with a GradScaler), ``channels_last``, ``compile`` / ``max-autotune`` / ``reduce-overhead``
 (``torch.compile`` modes; compilation happens in the warm-up runs), ``checkpoint`` (activation checkpointing in
-training), ``cudnn_benchmark``, ``tf32``; and ``best``: each candidate of :data:`CANDIDATES` for the device is timed
-briefly and the fastest one whose output keeps the accuracy bar (:data:`ACCURACY_DB`) is measured in full.
+training), ``cudnn_benchmark``, ``tf32``; and ``best``: each candidate of the device (:func:`candidates`: the preset
+that ``speed: best`` runs there, then :data:`CANDIDATES`) is timed briefly and the fastest one whose output keeps
+the accuracy bar (:data:`ACCURACY_DB`) is measured in full.
 ``--json FILE`` writes every figure; ``--vs MODE`` runs a second mode and ``--vs FILE.json`` loads earlier results,
 and the ratios are printed.
 """
+import contextlib
+import copy
 import datetime
 import glob
+import itertools
 import json
+import logging
 import math
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -50,6 +60,7 @@ from basicsr_restore import checkpoints, inference, speed
 from basicsr_restore.archs.card import size_rule
 from basicsr_restore.imageio import atomic_path
 from basicsr_restore.inference import final_output
+from basicsr_restore.bench_data import format_data, measure_data
 from basicsr_restore.options_check import read_option_file
 
 MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
@@ -61,9 +72,10 @@ RECIPES = {'IRNeXt': 'options/train/GoPro/IRNeXt.yml', 'ChaIR': 'options/train/G
            'MIRNet': 'options/train/SIDD/MIRNet.yml'}
 #: the accuracy bar of ``--mode best``: PSNR (dB) of the output against fp32 eager, per device type
 ACCURACY_DB = {'cuda': 50.0, 'cpu': 45.0}
-#: what ``--mode best`` tries, per device type (bf16 on the CPU only where oneDNN has native bf16 kernels)
+#: what ``--mode best`` tries, per device type, after the device's preset (:func:`candidates`; bf16 on the CPU only
+#: where it has native bf16 instructions, the rule of ``speed.preset``)
 CANDIDATES = {
-    'cuda': ['bf16+channels_last+compile+cudnn_benchmark', 'bf16+channels_last+cudnn_benchmark',
+    'cuda': ['bf16+channels_last+compile+cudnn_benchmark+tf32', 'bf16+channels_last+cudnn_benchmark',
              'channels_last+compile+cudnn_benchmark+tf32', 'channels_last+cudnn_benchmark+tf32'],
     'cpu': ['channels_last', 'fp32'],
     'cpu-bf16': ['bf16+channels_last', 'bf16'],
@@ -98,10 +110,25 @@ def mode_speed(mode):
                        checkpoint='checkpoint' in flags, dynamic=False)
 
 
+def speed_mode(chosen):
+    """The canonical mode name of a :class:`~basicsr_restore.speed.Speed` (the switches a mode can name)."""
+    flags = [chosen.amp] if chosen.amp else []
+    flags += ['channels_last'] if chosen.channels_last else []
+    flags += [f for f, m in COMPILE_FLAGS.items() if m == chosen.compile]
+    flags += [k for k in ('checkpoint', 'cudnn_benchmark', 'tf32') if getattr(chosen, k)]
+    return parse_mode('+'.join(flags) or 'fp32')
+
+
 def candidates(device):
+    """What ``--mode best`` tries on ``device``: first the preset that ``speed: best`` runs there
+    (:func:`basicsr_restore.speed.preset`, the one rule), then the device's other :data:`CANDIDATES`."""
+    device = torch.device(device)
     if device.type == 'cuda':
-        return CANDIDATES['cuda']
-    return (CANDIDATES['cpu-bf16'] if speed.native_cpu_bf16() else []) + CANDIDATES['cpu']
+        others = CANDIDATES['cuda']
+    else:
+        others = (CANDIDATES['cpu-bf16'] if speed.native_cpu_bf16() else []) + CANDIDATES['cpu']
+    first = speed_mode(speed.preset(device))
+    return [first] + [mode for mode in others if mode != first]
 
 
 def parse_size(text):
@@ -131,9 +158,8 @@ def cases(args):
         return [(name, kwargs)]
     if args.arch_args:
         raise ValueError('--arch-args needs --arch NAME (or -opt).')
-    import basicsr_restore  # noqa: F401
-    from basicsr_restore.register import OURS
-    return [(name, {}) for name in OURS['arch']]
+    from basicsr_restore.register import network_names
+    return [(name, {}) for name in network_names()]
 
 
 def pick_device(name):
@@ -243,91 +269,157 @@ def measure_forward(runner, chosen, size, device, warmup, runs):
     return spread(times), peak, timer.method
 
 
-def recipe_losses(opt_path, name, device):
-    """``(losses, description)``: the ``train.*_opt`` losses of ``opt_path`` (or of the network's shipped recipe),
-    or L1 when there is no recipe."""
-    from basicsr_restore.models.restoration_model import build_losses
-    specs, path = {}, None
+#: the dtype of the random training batches: uint8 pixels, as the datasets' integer batches travel to
+#: ``RestorationModel.feed_data``, which makes them float32 in [0, 1] on the device (``torch.float32``: float batches)
+TRAIN_BATCH_DTYPE = torch.uint8
+#: the recipe of a network without one: L1 on every output, Adam, no EMA
+FALLBACK_TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-4}, 'total_iter': 10 ** 9,
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9]},
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}}
+
+
+def _has_losses(train):
+    return any(k.endswith('_opt') and isinstance(v, dict) and 'type' in v for k, v in train.items())
+
+
+def training_recipe(opt_path, name):
+    """``(options, path, notes)``: the option file whose ``train`` block trains the network (``-opt``, else the
+    network's shipped recipe, :data:`RECIPES`), with IntraCR's VGG19 file replaced by an untrained VGG19 of the same
+    cost when it is not here; ``path`` None and :data:`FALLBACK_TRAIN` when there is no recipe."""
     for path in (opt_path, RECIPES.get(name)):
         if path and os.path.isfile(path):
-            train = read_option_file(path).get('train') or {}
-            specs = {k: dict(v) for k, v in train.items() if k.endswith('_opt') and isinstance(v, dict) and 'type' in v}
-            if specs:
+            opt = read_option_file(path)
+            if _has_losses(opt.get('train') or {}):
                 break
-    if not specs:
-        missing = f' (no recipe found: {RECIPES[name]} is relative to the project folder)' if name in RECIPES else ''
-        return build_losses({'pixel_opt': {'type': 'L1Loss'}}, device), f'L1 on every output{missing}'
+    else:
+        missing = [f'no recipe found: {RECIPES[name]} is relative to the project folder'] if name in RECIPES else []
+        return {'model_type': 'RestorationModel', 'train': copy.deepcopy(FALLBACK_TRAIN)}, None, missing
+    opt = dict(opt, train=dict(opt['train']))
     notes = []
-    for key, spec in specs.items():
-        if spec.get('type') == 'IntraCRLoss' and spec.get('vgg_weights') != 'random':
+    for key, spec in opt['train'].items():
+        if isinstance(spec, dict) and spec.get('type') == 'IntraCRLoss' and spec.get('vgg_weights') != 'random':
             from basicsr_restore.losses.intra_cr_loss import find_vgg_weights
             try:
                 find_vgg_weights(spec.get('vgg_weights'))
             except FileNotFoundError:
-                spec['vgg_weights'] = 'random'
+                opt['train'][key] = dict(spec, vgg_weights='random')
                 notes.append(f'{key}: untrained VGG19 (no VGG19 file found; same cost)')
-    text = ' + '.join(f"{spec['type']}" for spec in specs.values()) + f' on every output ({path})'
-    return build_losses(specs, device), text + (f"; {'; '.join(notes)}" if notes else '')
+    return opt, path, notes
 
 
-def measure_training(net, chosen, batch, patch, device, warmup, runs, losses, loss_text):
-    """Training steps as RestorationModel takes them (speed switches, GradScaler for fp16, NaN guard: buffer
-    snapshot, finite check of the loss and gradient norm, see ``models/step_guard.py``; EMA update), and the same
-    steps without the guard, interleaved so that both see the same machine; ``nan_guard_cost_pct`` is what the
-    guard costs."""
-    import copy
+def training_options(recipe, name, kwargs, chosen, device, folder):
+    """The options RestorationModel (or the recipe's ``model_type``) is built from: the recipe's ``model_type``,
+    ``scale`` and ``train`` block, the benched network as ``network_g``, the mode's switches as ``speed``, no
+    datasets, no pretrained file, every ``path`` in ``folder``."""
+    paths = {key: os.path.join(folder, key) for key in ('models', 'training_states', 'log', 'visualization')}
+    return {'name': 'bench', 'model_type': recipe.get('model_type') or 'RestorationModel',
+            'scale': recipe.get('scale') or 1, 'num_gpu': 1 if device.type == 'cuda' else 0, 'manual_seed': 0,
+            'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1, 'auto_resume': False, 'root_path': folder,
+            'network_g': {'type': name, **kwargs}, 'speed': chosen.as_options(),
+            'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                     'experiments_root': folder, **paths},
+            'train': copy.deepcopy(recipe['train'])}
 
-    from basicsr_restore.models.restoration_model import as_list, compute_losses, ema_update
-    from basicsr_restore.models.step_guard import StepGuard
+
+def random_batch(batch, patch, dtype, pin):
+    """A training batch as the DataLoader hands it to ``feed_data``: ``lq`` and ``gt`` of shape (batch, 3, *patch)
+    on the CPU (pinned for a GPU), random pixels of ``dtype`` (integers over their range, floats in [0, 1])."""
+    def one():
+        shape = (batch, 3, *patch)
+        x = (torch.rand(shape, dtype=dtype) if dtype.is_floating_point else
+             torch.randint(0, int(torch.iinfo(dtype).max) + 1, shape, dtype=dtype))
+        return x.pin_memory() if pin else x
+    return {'lq': one(), 'gt': one()}
+
+
+@contextlib.contextmanager
+def quiet_basicsr_log():
+    """basicsr's logger at ERROR (building a model logs the network's whole structure and its settings)."""
+    from basicsr.utils import get_root_logger
+    logger = get_root_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def measure_training(model, data, device, warmup, runs):
+    """Training steps of ``model`` as training takes them: ``feed_data(data)`` then ``optimize_parameters(i)`` (its
+    loss terms, NaN guard, gradient clipping, GradScaler, optimizer and EMA). Between the timed steps the same step is
+    timed with a :class:`~basicsr_restore.models.step_guard.NoGuard` in ``model.guard``; ``nan_guard_cost_pct`` is
+    what the guard costs (median step time with / without). ``warmup`` untimed pairs first."""
+    from basicsr_restore.models.step_guard import NoGuard, StepGuard
     timer = Timer(device)
-    net.train()
-    runner = speed.compiled(net, chosen, training=True)
-    ema = copy.deepcopy(net).eval()
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    scaler = speed.grad_scaler(chosen, device)
-    guard = StepGuard(net)
-    x = speed.to_memory_format(torch.rand(batch, 3, *patch, device=device), chosen)
-    target = speed.to_memory_format(torch.rand(batch, 3, *patch, device=device), chosen)
+    guard = getattr(model, 'guard', None)
+    compare = isinstance(guard, StepGuard)
+    plain = NoGuard() if compare else None
+    iteration = itertools.count(1)
 
     def step(guarded):
-        if guarded:
-            guard.snapshot()
-        optimizer.zero_grad(set_to_none=True)
-        with speed.autocast(chosen, device):
-            outputs = [out.float() for out in as_list(runner(x))]
-            loss, terms = compute_losses(losses, outputs, target, x)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if not guarded or guard.verdict(terms, guard.grad_norm(params)).ok:
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            ema_update(ema, net, 0.999)
-        else:
-            guard.restore()
-            if scaler is not None:
-                scaler.update()
+        if compare:
+            model.guard = guard if guarded else plain
 
-    for _ in range(warmup):
-        step(True)
-        step(False)
+        def once():
+            model.feed_data(data)
+            model.optimize_parameters(next(iteration))
 
-    def both():
-        return [(timer(lambda: step(True)), timer(lambda: step(False))) for _ in range(runs)]
+        return timer(once)
 
-    pairs, peak = peak_memory(device, both)
-    guarded, plain = [p[0] for p in pairs], [p[1] for p in pairs]
-    rate, plain_rate = 1000.0 * len(guarded) / sum(guarded), 1000.0 * len(plain) / sum(plain)
-    return {'batch': batch, 'patch': list(patch), 'it_per_s': rate, 'step_ms': spread(guarded),
-            'it_per_s_without_nan_guard': plain_rate, 'step_ms_without_nan_guard': spread(plain),
-            'nan_guard_cost_pct': 100.0 * (statistics.median(guarded) / statistics.median(plain) - 1.0),
-            'peak_memory_mb': peak, 'loss': loss_text, 'optimizer': 'Adam', 'ema': True}
+    def timed():
+        return [(step(True), step(False) if compare else None) for _ in range(runs)]
+
+    try:
+        for _ in range(warmup):
+            step(True)
+            if compare:
+                step(False)
+        pairs, peak = peak_memory(device, timed)
+    finally:
+        if compare:
+            model.guard = guard
+    with_guard = [p[0] for p in pairs]
+    record = {'it_per_s': 1000.0 * len(with_guard) / sum(with_guard), 'step_ms': spread(with_guard),
+              'peak_memory_mb': peak}
+    if compare:
+        without = [p[1] for p in pairs]
+        record.update(it_per_s_without_nan_guard=1000.0 * len(without) / sum(without),
+                      step_ms_without_nan_guard=spread(without),
+                      nan_guard_cost_pct=100.0 * (statistics.median(with_guard) / statistics.median(without) - 1.0))
+    return record
+
+
+def bench_training(name, kwargs, opt_path, chosen, batch, patch, device, warmup, runs):
+    """The ``train`` record: the recipe's own model (basicsr's ``build_model``) built for the benched network,
+    trained on random batches (:data:`TRAIN_BATCH_DTYPE`) by :func:`measure_training`."""
+    from basicsr.models import build_model
+
+    from basicsr_restore.register import register_all
+    register_all()
+    recipe, path, notes = training_recipe(opt_path, name)
+    train = recipe['train']
+    if path:
+        types = [spec['type'] for key, spec in train.items()
+                 if key.endswith('_opt') and isinstance(spec, dict) and 'type' in spec]
+        loss = ' + '.join(types) + f' on every output ({path})' + ''.join(f'; {note}' for note in notes)
+    else:
+        loss = 'L1 on every output' + ''.join(f' ({note})' for note in notes)
+    where = torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix='basicsr-restore-bench-') as folder, where:
+        opt = training_options(recipe, name, kwargs, chosen, device, folder)
+        torch.manual_seed(0)
+        with quiet_basicsr_log():
+            model = build_model(opt)
+        data = random_batch(batch, patch, TRAIN_BATCH_DTYPE, pin=device.type == 'cuda')
+        record = {'batch': batch, 'patch': list(patch)}
+        record.update(measure_training(model, data, device, warmup, runs))
+        grad_clip = getattr(model, 'grad_clip', None)
+        del model
+    record.update(loss=loss, optimizer=(train.get('optim_g') or {}).get('type'),
+                  ema=float(train.get('ema_decay') or 0) > 0, grad_clip=grad_clip, model=opt['model_type'],
+                  recipe=path, batch_dtype=str(TRAIN_BATCH_DTYPE).replace('torch.', ''), speed=chosen.describe())
+    return record
 
 
 def output_psnr(runner, chosen, photo, reference, device):
@@ -394,105 +486,24 @@ def bench_one(name, kwargs, args, mode, device):
             runner, chosen, size, device, args.warmup, args.runs)
         if not args.no_train:
             patch = fit_size(net, args.patch or args.size)
-            losses, loss_text = recipe_losses(args.opt, name, device)
-            record['train'] = measure_training(net, chosen, args.train_batch, patch, device, args.warmup, args.runs,
-                                               losses, loss_text)
+            del net, runner  # training builds its own network: this one must not count in its memory
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
+            record['train'] = bench_training(name, kwargs, args.opt, chosen, args.train_batch, patch, device,
+                                             args.warmup, args.runs)
     except Exception as exc:  # one network failing must not hide the others' figures
         if isinstance(exc, torch.OutOfMemoryError):
             message = f'out of memory (lower --size/--patch/--train-batch): {str(exc).splitlines()[0]}'
         else:
             lines = str(exc).strip().splitlines()
             message = f'{type(exc).__name__}: {lines[0] if lines else ""}'
+            if 'batch_size_per_gpu' in message:  # the training batch is --train-batch here
+                message += ' (bench: --train-batch)'
         record['error'] = message
     finally:
         if device.type == 'cuda':
             torch.cuda.empty_cache()
     return record
-
-
-# ------------------------------------------------------------------------------------------ data pipeline
-def load_train_dataset(opt_path):
-    """``(dataset, batch size, option file's train dataset block)`` of an option file's ``datasets.train``."""
-    from basicsr.data import build_dataset
-
-    import basicsr_restore  # noqa: F401  (registers the datasets)
-    opt = read_option_file(opt_path, what='--data -opt')
-    block = (opt.get('datasets') or {}).get('train')
-    if not isinstance(block, dict):
-        raise ValueError(f"'{opt_path}' has no datasets.train block: give a training option file.")
-    block = dict(block, phase='train', scale=opt.get('scale', 1))
-    return build_dataset(block), int(block.get('batch_size_per_gpu', 1)), block
-
-
-def time_samples(dataset, count):
-    """Per-sample milliseconds in this process, split into reading+decoding and the rest (cropping, flips,
-    conversion to tensors), for datasets that read through ``_read`` (this package's); else only the total."""
-    spent = [0.0]
-    original = getattr(dataset, '_read', None)
-    if original is not None:
-        def timed(*a, **k):
-            start = time.perf_counter()
-            try:
-                return original(*a, **k)
-            finally:
-                spent[0] += time.perf_counter() - start
-        dataset._read = timed
-    start = time.perf_counter()
-    try:
-        for i in range(count):
-            dataset[i % len(dataset)]
-    finally:
-        if original is not None:
-            del dataset._read
-    total = time.perf_counter() - start
-    share = 100.0 * spent[0] / total if original is not None else None
-    return {'samples': count, 'ms_per_sample': 1000.0 * total / count, 'decode_share_pct': share,
-            'augment_share_pct': None if share is None else 100.0 - share}
-
-
-def measure_data(opt_path, workers, batches, device):
-    """Throughput of the training DataLoader of ``opt_path`` as training builds it (shuffled, ``workers`` worker
-    processes, persistent, pinned memory on a GPU, prefetch 4), after one epoch-start warm-up of 2 batches."""
-    from torch.utils.data import DataLoader
-    dataset, batch, block = load_train_dataset(opt_path)
-    if len(dataset) < batch:
-        raise ValueError(f"'{opt_path}': the training set has {len(dataset)} samples, fewer than one batch ({batch}).")
-    record = {'options': opt_path, 'dataset': block.get('type'), 'samples_in_set': len(dataset), 'batch': batch,
-              'workers': workers, 'in_process': time_samples(dataset, min(len(dataset), 4 * batch))}
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers else None)
-    iterator = iter(loader)
-    for _ in range(min(2, len(loader) - 1)):
-        next(iterator)
-    done, start = 0, time.perf_counter()
-    while done < batches:
-        try:
-            next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            continue
-        done += 1
-    seconds = time.perf_counter() - start
-    rate = done * batch / seconds
-    record.update(batches=done, samples_per_s=rate, samples_per_s_per_worker=rate / max(workers, 1),
-                  batches_per_s=done / seconds)
-    return record
-
-
-def format_data(records):
-    lines = ['| option file | dataset | batch | workers | samples/s | per worker | in-process ms/sample '
-             '| decode share |',
-             '|---|---|---:|---:|---:|---:|---:|---:|']
-    for r in records:
-        if r.get('error'):
-            lines.append(f"| {r['options']} | error: {r['error'][:100]} | | | | | | |")
-            continue
-        share = r['in_process']['decode_share_pct']
-        lines.append(f"| {r['options']} | {r['dataset']} | {r['batch']} | {r['workers']} | {r['samples_per_s']:.1f} | "
-                     f"{r['samples_per_s_per_worker']:.1f} | {r['in_process']['ms_per_sample']:.2f} | "
-                     f"{_fmt(share, '.0f')} % |")
-    return '\n'.join(lines)
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -542,6 +553,7 @@ def format_ratios(base, other, base_label, other_label):
              f'| network | forward ms {base_label} | forward ms {other_label} | forward: x faster than {base_label} '
              f'| train it/s {base_label} | train it/s {other_label} | training: x faster than {base_label} '
              f'| peak MB: x of {base_label} |', '|---|---:|---:|---:|---:|---:|---:|---:|']
+    in_base = {_key(r) for r in base}
     for r in base:
         o = index.get(_key(r))
         if o is None:
@@ -552,6 +564,9 @@ def format_ratios(base, other, base_label, other_label):
         ma, mb = r.get('peak_memory_mb'), o.get('peak_memory_mb')
         lines.append(f"| {r['network']} | {_fmt(la, '.1f')} | {_fmt(lb, '.1f')} | {_ratio(la, lb)} | "
                      f"{_fmt(ta, '.3g')} | {_fmt(tb, '.3g')} | {_ratio(tb, ta)} | {_ratio(mb, ma)} |")
+    for key, o in index.items():  # only in the other set
+        if key not in in_base:
+            lines.append(f"| {o['network']} | (not in {base_label}) | | | | | | |")
     return '\n'.join(lines)
 
 
@@ -633,9 +648,8 @@ def run_suite(args):
     args.size, args.patch = parse_size(settings['size']), parse_size(settings['patch'])
     args.train_batch, args.warmup, args.runs, args.no_train = (settings['train_batch'], settings['warmup'],
                                                               settings['runs'], False)
-    import basicsr_restore  # noqa: F401
-    from basicsr_restore.register import OURS
-    todo = [(name, {}) for name in OURS['arch']] + SUITE_EXTRA
+    from basicsr_restore.register import network_names
+    todo = [(name, {}) for name in network_names()] + SUITE_EXTRA
     base, best = measure(args, 'fp32', device, todo), measure(args, 'best', device, todo)
     runnable, skipped = suite_recipes(args.data_opt)
     data = []
@@ -647,8 +661,9 @@ def run_suite(args):
         data.append(dict(record, network=network))
     lines = [f"# basicsr-restore bench --suite ({datetime.datetime.now().isoformat(timespec='seconds')})", '',
              f'Device: {device_name(device)}; torch {torch.__version__}; inference {settings["size"]} batch 1, '
-             f'training batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (forward, the '
-             'losses of the shipped recipe, backward, Adam, NaN guard, EMA).', '', f'MACs: {MACS_METHOD}.', '',
+             f'training batch {settings["train_batch"]} at {settings["patch"]}x{settings["patch"]} (the training '
+             "step of the shipped recipe's model: its losses, gradient clipping, optimizer, NaN guard and EMA).", '',
+             f'MACs: {MACS_METHOD}.', '',
              '## fp32 eager', '', format_table(base), '',
              '## best mode (fastest candidate that keeps the accuracy bar)', '', format_table(best), '',
              format_ratios(base, best, 'fp32', 'best'), '']
@@ -714,6 +729,8 @@ def run(args):
     else:
         device = pick_device(args.device)
         todo = cases(args)
+        if not todo:
+            raise ValueError('no network to measure: none is registered (see `basicsr-restore doctor`).')
         mode = parse_mode(args.mode)
         base, base_label = measure(args, mode, device, todo), mode
     other, other_label = None, None
@@ -729,7 +746,9 @@ def run(args):
             print(f'\n{other_label}:')
             print(format_table(other))
         else:
-            print(format_table(other).split('\n', 2)[2])
+            rows = format_table(other).split('\n')[2:]  # the same columns: the rows only
+            if rows:
+                print('\n'.join(rows))
         print()
         print(format_ratios(base, other, base_label, other_label))
         for line in mismatches(base, other):

@@ -154,7 +154,12 @@ def pick_speed(args, opt, device):
         base = args.speed
     else:
         base = speeds.parse(opt.get('speed') if opt else None, where=f"-opt '{args.opt}': speed")
-    base = speeds.preset(device) if base == 'best' else speeds.Speed() if base == 'fp32' else base
+
+    def note(message):
+        print(f'note: {message}', file=sys.stderr)
+
+    # best: the device's preset by the one rule of training, the API and serve (its reason noted once per process)
+    base = speeds.preset(device, note) if base == 'best' else speeds.Speed() if base == 'fp32' else base
     block = base.as_options()
     for key in ('amp', 'compile'):
         if getattr(args, key) is not None:
@@ -164,7 +169,7 @@ def pick_speed(args, opt, device):
             block[key] = True
     block.pop('checkpoint')  # a training switch
     chosen = speeds.parse(block, where='infer speed')
-    return speeds.resolve(chosen, device, lambda m: print(f'note: {m}', file=sys.stderr), where='infer speed')
+    return speeds.resolve(chosen, device, note, where='infer speed')
 
 
 def build(args):

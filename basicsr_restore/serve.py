@@ -136,8 +136,9 @@ def parse_options(query, overlap):
 class Demo:
     """What the handler needs: the model, the limits, the lock and the page."""
 
-    def __init__(self, model, limits, overlap=32):
+    def __init__(self, model, limits, overlap=32, speed=None):
         self.model, self.limits, self.overlap = model, limits, overlap
+        self.speed = model.pick_speed(speed)  # None/fp32, best (the device's preset: speed.resolve) or a Speed
         self.lock = threading.Lock()
         self.page = render_page(model.config, limits).encode('utf-8')
 
@@ -164,7 +165,7 @@ class Demo:
         start = time.time()
         try:
             with self.lock:
-                out = self.model.restore(img, tile=tile, overlap=self.overlap, tta=tta, bgr=True)
+                out = self.model.restore(img, tile=tile, overlap=self.overlap, tta=tta, speed=self.speed, bgr=True)
         except torch.OutOfMemoryError:
             raise Refused(HTTPStatus.INSUFFICIENT_STORAGE, f'Out of memory restoring {label} ({w}x{h}): pick a '
                                                            'tile size (e.g. 256).') from None
@@ -434,6 +435,8 @@ def add_arguments(p):
     p.add_argument('--tile-overlap', type=int, default=32, help='overlap of the tiles when the page picks a tile '
                                                                 'size (default 32, as infer)')
     p.add_argument('--device', default='auto', help='cpu, cuda or cuda:N (default: cuda when available)')
+    p.add_argument('--speed', choices=('fp32', 'best'), default='fp32',
+                   help="fp32 (default) or best: the device's preset speed switches, as infer --speed best")
 
 
 def run(args):
@@ -441,7 +444,8 @@ def run(args):
     if args.tile_overlap < 0:
         raise ValueError('--tile-overlap must be >= 0.')
     model = open_model(args)
-    demo = Demo(model, limits, args.tile_overlap)
+    speed = model.pick_speed(getattr(args, 'speed', None), log=lambda m: print(f'note: {m}', file=sys.stderr))
+    demo = Demo(model, limits, args.tile_overlap, speed)
     server = bind(args.host, args.port, make_handler(demo))
     host, port = server.server_address[:2]
     shown = f'[{host}]' if ':' in host else host

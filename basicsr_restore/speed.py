@@ -19,6 +19,11 @@ key                values                                            effect
                                                                       specialised per size, for one fixed size)
 =================  ================================================  =============================================
 
+``best`` (``speed: best``, ``--speed best``, the API's ``restore(speed='best')``) is the device's preset, chosen by
+one rule, :func:`preset`, which every caller reaches through :func:`resolve` and which logs its choice and reason
+once per process: GPU ``bf16+channels_last+compile+cudnn_benchmark+tf32``; CPU ``bf16+channels_last`` where the
+CPU has native bf16 instructions (AMX or AVX512-BF16), ``channels_last`` elsewhere.
+
 What stays exact whatever the switches: checkpoints are plain float32 state dicts with the official keys
 (the compiled and checkpointed modules share the original's parameters, so nothing is renamed); BatchNorm
 statistics and the EMA stay float32 (autocast changes the dtype of activations, never of weights or buffers);
@@ -76,18 +81,39 @@ class Speed:
 
 KEYS = tuple(f.name for f in fields(Speed))
 
-#: ``speed: best`` / ``--speed best`` per device type, for runs that do not measure (``bench --mode best`` measures its
-#: candidates instead). CPU: what ``bench --suite`` found fastest on an AVX2 CPU without native bf16 (see
-#: docs/speed.md); GPU: the standard switches, bf16 keeping >= 50 dB against fp32 on a real photo.
+#: the switches ``speed: best`` / ``--speed best`` / ``restore(speed='best')`` can pick, for runs that do not measure
+#: (``bench --mode best`` measures its candidates instead); :func:`preset` is the rule that picks one. GPU: the
+#: standard switches, bf16 keeping >= 50 dB against fp32 on a real photo. CPU: bf16 + channels_last where the CPU has
+#: native bf16 instructions (AMX or AVX512-BF16), channels_last elsewhere: without them oneDNN runs bf16 on a slow
+#: fallback path, and channels_last is what ``bench --suite`` found fastest on an AVX2 CPU (see docs/speed.md).
 BEST = {
     'cuda': Speed(amp='bf16', channels_last=True, compile='default', cudnn_benchmark=True, tf32=True),
+    'cpu-bf16': Speed(amp='bf16', channels_last=True, compile=False),
     'cpu': Speed(amp=False, channels_last=True, compile=False),
 }
+#: the ``best`` notes already logged in this process (each distinct one is logged once)
+_SAID = set()
 
 
-def preset(device):
-    """The ``best`` switches of ``device``'s type."""
-    return BEST['cuda' if torch.device(device).type == 'cuda' else 'cpu']
+def preset(device, log=None):
+    """The ``best`` switches of ``device``: the one rule for training, validation, ``basicsr.test``, ``infer``, the
+    API, ``serve`` and ``bench``'s candidates. ``log`` (a callable taking one line, e.g. a logger's ``info`` or
+    ``print``) gets the choice and its reason, once per process; ``None`` logs nothing."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        key, reason = 'cuda', 'the GPU preset: bf16 keeps >= 50 dB against fp32 on a real photo'
+    elif native_cpu_bf16():
+        isa = cpu_bf16_instructions() or 'AMX or AVX512-BF16'
+        key, reason = 'cpu-bf16', f'this CPU has native bf16 instructions ({isa})'
+    else:
+        key, reason = 'cpu', ('this CPU has no native bf16 instructions (AMX or AVX512-BF16), so bf16 would run on '
+                              "oneDNN's slow fallback path")
+    chosen = BEST[key]
+    note = f'speed best on the {device.type}: {chosen.describe()} ({reason}).'
+    if log is not None and note not in _SAID:
+        _SAID.add(note)
+        log(note)
+    return chosen
 
 
 def _bool(value, where, key):
@@ -141,16 +167,50 @@ def has_cxx_compiler():
     return any(shutil.which(name) for name in names + ['g++', 'c++', 'clang++'])
 
 
+def _cpuinfo_flags():
+    """The CPU flags of ``/proc/cpuinfo`` (Linux), or None where there is no such file."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        return None
+    return set()
+
+
+def cpu_bf16_instructions():
+    """The native bf16 instructions of this CPU: ``'AMX'``, ``'AVX512-BF16'`` (x86), ``'bf16'`` (Arm), or ``''``.
+
+    On x86 this is the ISA itself (torch's cpuinfo checks, else the flags ``amx_bf16``/``avx512_bf16`` of
+    ``/proc/cpuinfo``), not oneDNN's ``_is_mkldnn_bf16_supported``: that one is true on every AVX-512 CPU (Skylake,
+    Cascade Lake, Ice Lake), where oneDNN only emulates bf16. Elsewhere (Arm) oneDNN's check, which looks for the
+    Arm bf16 extension."""
+    import platform
+    machine = platform.machine().lower()
+    if machine in ('x86_64', 'amd64', 'i386', 'i686', 'x86'):
+        cpu = torch.cpu
+        amx, avx512 = getattr(cpu, '_is_amx_tile_supported', None), getattr(cpu, '_is_avx512_bf16_supported', None)
+        if amx is None or avx512 is None:
+            flags = _cpuinfo_flags() or set()
+            return 'AMX' if 'amx_bf16' in flags else 'AVX512-BF16' if 'avx512_bf16' in flags else ''
+        return 'AMX' if amx() else 'AVX512-BF16' if avx512() else ''
+    check = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', None)
+    return 'bf16' if check is not None and check() else ''
+
+
 def native_cpu_bf16():
-    """Whether oneDNN has native bf16 kernels on this CPU."""
-    return bool(getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: False)())
+    """Whether this CPU has native bf16 instructions (AMX or AVX512-BF16 on x86; see
+    :func:`cpu_bf16_instructions`), where bf16 autocast is fast."""
+    return bool(cpu_bf16_instructions())
 
 
 def resolve(speed, device, log=print, where='speed'):
-    """``speed`` (a :class:`Speed` or ``'best'``) as this device can honour it; every switch dropped is logged."""
+    """``speed`` (a :class:`Speed` or ``'best'``) as this device can honour it; every switch dropped is logged, and
+    ``'best'`` is :func:`preset`'s choice for the device (its reason logged once per process)."""
     device = torch.device(device)
     if speed == 'best':
-        speed = preset(device)
+        speed = preset(device, log)
     changes = {}
     if device.type == 'cuda':
         if speed.amp == 'bf16' and not torch.cuda.is_bf16_supported():

@@ -1,12 +1,22 @@
 """``basicsr-restore bench``: MACs against the published anchors, every JSON field, modes and comparisons."""
+import ast
+import inspect
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+import torch
 
 import basicsr_restore  # noqa: F401
+from basicsr_restore import bench, speed
 from basicsr_restore.bench import count_macs
 from basicsr_restore.cli import main
-from basicsr_restore.register import OURS
+from basicsr_restore.register import network_names
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = ['ChaIR', 'DRCNet', 'EIRN', 'IRNeXt', 'MIRNet']
 
 # GMACs at 256 x 256 of the official configurations, counted with FlopCounterMode on the authors' code
 ANCHORS = {'IRNeXt': 38.7, 'ChaIR': 136.8, 'MIRNet': 480.0, 'DRCNet': 114.4}
@@ -27,8 +37,7 @@ def cli(capsys, *args):
 
 @pytest.mark.parametrize('name', sorted(ANCHORS))
 def test_macs_of_the_official_configurations(name):
-    if name not in OURS['arch']:
-        pytest.skip(f'{name} is not registered yet')
+    assert name in network_names()
     macs, by_op, method = count_macs(name, {}, (256, 256))
     assert macs / 1e9 == pytest.approx(ANCHORS[name], rel=0.10)
     assert 'aten.convolution' in by_op and 'meta tensors' in method
@@ -53,7 +62,10 @@ def test_one_small_case_has_every_field(tmp_path, capsys):
     train = r['train']
     assert train['batch'] == 2 and train['patch'] == [64, 64] and train['it_per_s'] > 0
     assert train['loss'] == 'L1Loss + FFTLoss on every output (options/train/GoPro/IRNeXt.yml)'  # the recipe's
-    assert train['optimizer'] == 'Adam' and train['ema'] is True
+    # the recipe's settings, as its model applies them: Adam, no EMA (ema_decay 0), max-norm 0.001
+    assert train['optimizer'] == 'Adam' and train['ema'] is False and train['grad_clip'] == 0.001
+    assert train['model'] == 'RestorationModel' and train['recipe'] == 'options/train/GoPro/IRNeXt.yml'
+    assert train['batch_dtype'] == 'uint8' and train['speed'] == 'fp32'
     # the NaN guard's cost is measured on the same steps (BatchNorm buffers of IRNeXt are snapshotted)
     assert train['it_per_s_without_nan_guard'] > 0 and train['step_ms_without_nan_guard']['runs'] == 2
     assert train['nan_guard_cost_pct'] == pytest.approx(
@@ -90,7 +102,9 @@ def test_best_mode_keeps_the_accuracy_bar_and_says_what_it_tried(tmp_path, capsy
     assert rc == 0, err
     r = json.loads(path.read_text())['records'][0]
     tried = [t['mode'] for t in r['best_search']]
-    assert tried[-2:] == ['channels_last', 'fp32'] and r['mode'] == f"best={r['mode'][5:]}" and r['mode'][5:] in tried
+    assert tried == bench.candidates(torch.device('cpu')) and tried[-2:] == ['channels_last', 'fp32']
+    assert tried[0] == bench.speed_mode(speed.preset('cpu'))  # speed: best's rule comes first
+    assert r['mode'] == f"best={r['mode'][5:]}" and r['mode'][5:] in tried
     assert r['psnr_vs_fp32_db'] >= 45 and all(t['meets_bar'] for t in r['best_search'] if 'error' not in t)
     assert f"| {r['mode']} | cpu |" in out
 
@@ -116,3 +130,133 @@ def test_data_pipeline_of_a_recipe_and_warnings_for_runs_of_different_machines(t
     b.write_text(json.dumps(data))
     rc, _, err = cli(capsys, 'bench', '--load', a, '--vs', b)
     assert rc == 0 and 'differ in threads' in err
+
+
+# ------------------------------------------------------------------------------- training: the real step
+def counting(monkeypatch, cls, name, calls):
+    original = getattr(cls, name)
+
+    def wrapper(self, *args, **kwargs):
+        calls.append((self, args))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, wrapper)
+
+
+def test_training_is_the_models_own_step_with_the_recipes_clipping(tmp_path, capsys, monkeypatch):
+    """bench times RestorationModel.optimize_parameters itself: warmup + runs steps, each also without the guard;
+    the recipe's gradient clipping (IRNeXt: max-norm 0.001) is applied in every one of them."""
+    from basicsr_restore.models.restoration_model import RestorationModel
+    from basicsr_restore.models.step_guard import NoGuard, StepGuard
+    steps, feeds, clips = [], [], []
+    counting(monkeypatch, RestorationModel, 'optimize_parameters', steps)
+    counting(monkeypatch, RestorationModel, 'feed_data', feeds)
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', lambda params, max_norm, *a, **k: clips.append(max_norm)
+                        or clip(params, max_norm, *a, **k))
+    rc, out, err = cli(capsys, 'bench', '--json', tmp_path / 't.json', *TINY)  # --warmup 1 --runs 2
+    assert rc == 0, err
+    warmup, runs = 1, 2
+    assert len(steps) == len(feeds) == 2 * (warmup + runs)  # each step timed with the guard and without it
+    assert [i for _, (i,) in steps] == list(range(1, 2 * (warmup + runs) + 1))
+    model = steps[0][0]
+    assert type(model).__name__ == 'RestorationModel' and all(m is model for m, _ in steps)
+    assert all(batch['lq'].dtype == bench.TRAIN_BATCH_DTYPE for _, (batch,) in feeds)  # as the DataLoader sends
+    assert clips == [0.001] * len(steps)
+    assert isinstance(model.guard, StepGuard) and not isinstance(model.guard, NoGuard)  # put back afterwards
+    train = json.loads((tmp_path / 't.json').read_text())['records'][0]['train']
+    assert train['grad_clip'] == 0.001 and train['step_ms']['runs'] == runs
+
+
+def test_no_copy_of_the_training_step_is_left_in_bench():
+    tree = ast.parse(inspect.getsource(bench))
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    step_parts = {'backward', 'zero_grad', 'compute_losses', 'build_losses', 'ema_update', 'model_ema',
+                  'clip_grad_norm_', 'grad_scaler', 'GradScaler', 'autocast', 'verdict', 'snapshot', 'unscale_'}
+    assert not used & (step_parts - {'autocast'})
+    # autocast is the forward measurement's; the training measurement reaches the step only through the model
+    source = inspect.getsource(bench.measure_training) + inspect.getsource(bench.bench_training)
+    assert 'autocast' not in source and 'optimize_parameters' in source and 'feed_data' in source
+
+
+def test_a_fork_recipe_trains_with_its_model_and_defaults(tmp_path, capsys, monkeypatch):
+    """-opt with a fork's model name: ImageRestorationModel clips at 0.01 by default; the EMA, optimizer and
+    losses are the file's."""
+    import yaml
+    from basicsr_restore.models.fork_model import ImageRestorationModel
+    steps, clips = [], []
+    counting(monkeypatch, ImageRestorationModel, 'optimize_parameters', steps)
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', lambda params, max_norm, *a, **k: clips.append(max_norm)
+                        or clip(params, max_norm, *a, **k))
+    opt = {'name': 'fork', 'model_type': 'ImageRestorationModel', 'num_gpu': 0,
+           'network_g': {'type': 'MIRNet', 'n_feat': 8, 'n_RRG': 1, 'n_MSRB': 1},
+           'datasets': {'train': {'name': 'x', 'type': 'PairedRestorationDataset', 'dataroot_gt': 'nowhere'}},
+           'path': {'pretrain_network_g': 'no/such/file.pth'},
+           'train': {'ema_decay': 0.9, 'optim_g': {'type': 'AdamW', 'lr': 1e-4},
+                     'scheduler': {'type': 'WarmupCosineLR', 'warmup_iter': 2}, 'total_iter': 100,
+                     'pixel_opt': {'type': 'CharbonnierLoss', 'loss_weight': 1.0}}}
+    path = tmp_path / 'fork.yml'
+    path.write_text(yaml.safe_dump(opt))
+    rc, out, err = cli(capsys, 'bench', '-opt', path, '--size', '32', '--warmup', '0', '--runs', '1', '--json',
+                       tmp_path / 'f.json')
+    assert rc == 0, err
+    train = json.loads((tmp_path / 'f.json').read_text())['records'][0]['train']
+    assert (train['model'], train['optimizer'], train['ema'], train['grad_clip']) == (
+        'ImageRestorationModel', 'AdamW', True, 0.01)
+    assert train['loss'] == f'CharbonnierLoss on every output ({path})'
+    assert len(steps) == 2 and clips == [0.01, 0.01]
+    assert type(steps[0][0]).__name__ == 'ImageRestorationModel' and hasattr(steps[0][0], 'net_g_ema')
+    assert not os.path.exists(tmp_path / 'experiments') and not os.path.exists(os.path.join(ROOT, 'experiments',
+                                                                                            'bench'))
+
+
+def test_the_model_runs_with_a_guard_that_does_nothing(tmp_path):
+    """NoGuard (bench's comparison steps) in model.guard: the step is taken, nothing is snapshotted or checked."""
+    from basicsr.models import build_model
+
+    from basicsr_restore.models.step_guard import NoGuard
+    recipe, _, _ = bench.training_recipe(None, 'NoSuchRecipe')
+    opt = bench.training_options(recipe, 'MIRNet', {'n_feat': 8, 'n_RRG': 1, 'n_MSRB': 1}, speed.Speed(),
+                                 torch.device('cpu'), str(tmp_path))
+    model = build_model(opt)
+    model.guard = NoGuard()
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    for i in range(2):
+        model.feed_data(bench.random_batch(2, (32, 32), torch.uint8, pin=False))
+        model.optimize_parameters(i + 1)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
+    assert model.guard.buffers == [] and model.guard.skipped == 0 and model.guard.verdict({}, None).ok
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+# ------------------------------------------------------------------------------------- every network
+def test_bench_without_arch_measures_every_network_as_a_user_runs_it():
+    """The console script in a fresh process (``import basicsr_restore`` is light: the registry fills on demand)."""
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'basicsr-restore'), 'bench', '--no-train',
+                           '--size', '32', '--warmup', '0', '--runs', '1'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split(' | ')[0].lstrip('| ') for line in proc.stdout.splitlines() if line.startswith('| ')]
+    assert set(SHIPPED) <= set(rows), proc.stdout
+    assert set(SHIPPED) <= set(network_names())
+
+
+def test_tables_of_nothing_and_one_sided_comparisons_do_not_crash(tmp_path, capsys):
+    assert bench.format_table([]).count('\n') == 1  # the header
+    record = {'network': 'IRNeXt', 'config': {}, 'latency_ms': {'median': 2.0}, 'train': None,
+              'peak_memory_mb': None}
+    only_base = bench.format_ratios([record], [], 'fp32', 'bf16')
+    only_other = bench.format_ratios([], [record], 'fp32', 'bf16')
+    assert '| IRNeXt | (not in bf16) |' in only_base and '| IRNeXt | (not in fp32) |' in only_other
+    assert bench.format_ratios([], [], 'fp32', 'bf16').startswith('**bf16 vs fp32**')
+    a, empty = tmp_path / 'a.json', tmp_path / 'empty.json'
+    bench.save_results(str(empty), [], overwrite=False)
+    assert cli(capsys, 'bench', '--no-train', '--json', a, *TINY)[0] == 0
+    for first, second in ((a, empty), (empty, a), (empty, empty)):
+        rc, out, err = cli(capsys, 'bench', '--load', first, '--vs', second)
+        assert rc == 0, err
+        assert 'vs' in out

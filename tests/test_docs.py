@@ -9,11 +9,11 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.archs.card import constructor_arguments
-from basicsr_restore.register import OURS
+from basicsr_restore.register import network_names
 
 from conftest import ROOT
 
-SHIPPED = [n for n in OURS['arch'] if ARCH_REGISTRY.get(n).__module__.startswith('basicsr_restore.')]
+SHIPPED = [n for n in network_names() if ARCH_REGISTRY.get(n).__module__.startswith('basicsr_restore.')]
 
 
 @pytest.mark.parametrize('name', SHIPPED)

@@ -161,7 +161,7 @@ def test_damaged_raw_values_are_named_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=f"gt image 'f0' in .*gt.lmdb is a raw value but the LMDB has no {FORMAT_NAME}"):
         dataset(roots, 'val')[0]
     roots = pair(tmp_path / 'c', 'raw', frames(np.uint8, 2))
-    with pytest.raises(ValueError, match="image 'f0' is 44x60, smaller than gt_size 48"):
+    with pytest.raises(ValueError, match="image 'f0' in .*gt.lmdb is 44x60, smaller than gt_size 48"):
         dataset(roots, gt_size=48)[0]
     with pytest.raises(ValueError, match=r"--format 'tiff': use one of png, raw"):
         WriteOptions.from_args(type('A', (), {'format': 'tiff'})())

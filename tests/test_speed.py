@@ -12,12 +12,12 @@ from basicsr_restore import checkpoints, speed
 from basicsr_restore.errors import OptionError
 from basicsr_restore.inference import restore_any_size
 from basicsr_restore.losses.fft_loss import FFTLoss
-from basicsr_restore.register import OURS
+from basicsr_restore.register import network_names
 
 from conftest import batch, built
 
 #: the tiny configuration of every registered network (its card's), and IRNeXt in its other low-pass release
-TINY = {name: (name, dict(ARCH_REGISTRY.get(name).card.tiny)) for name in OURS['arch']}
+TINY = {name: (name, dict(ARCH_REGISTRY.get(name).card.tiny)) for name in network_names()}
 TINY['IRNeXt-local'] = ('IRNeXt', {**TINY['IRNeXt'][1], 'low_pass': 'local'})
 
 
@@ -62,7 +62,67 @@ def test_switches_the_cpu_cannot_honour_are_logged_and_dropped(monkeypatch):
     said.clear()
     assert speed.resolve(speed.parse({'compile': 'default'}), 'cpu', said.append).compile is False
     assert 'no C++ compiler' in said[0]
-    assert speed.resolve('best', 'cpu', said.append) == speed.BEST['cpu']
+    assert speed.resolve('best', 'cpu', said.append) == speed.preset('cpu')
+
+
+# ------------------------------------------------------------------------------------------------ best
+@pytest.mark.parametrize('native', [True, False])
+def test_best_on_the_cpu_is_a_rule_and_its_reason_is_logged_once(monkeypatch, native):
+    monkeypatch.setattr(speed, 'native_cpu_bf16', lambda: native)
+    monkeypatch.setattr(speed, '_SAID', set())
+    said = []
+    first, second = speed.resolve('best', 'cpu', said.append), speed.resolve('best', torch.device('cpu'), said.append)
+    expected = speed.Speed(amp='bf16' if native else False, channels_last=True)
+    assert first == second == expected
+    assert len(said) == 1 and said[0].startswith(f'speed best on the cpu: {expected.describe()} (')
+    assert ('has native bf16 instructions' if native else 'no native bf16 instructions (AMX or AVX512-BF16)') in said[0]
+    from basicsr_restore import bench
+    assert bench.candidates(torch.device('cpu'))[0] == bench.speed_mode(expected)  # bench tries the rule's first
+
+
+def test_native_bf16_is_amx_or_avx512_bf16_not_onednns_avx512_check(monkeypatch):
+    import platform
+    flags = speed._cpuinfo_flags()
+    if platform.machine().lower() in ('x86_64', 'amd64') and flags is not None:  # Linux x86: what the kernel says
+        assert speed.native_cpu_bf16() == bool({'amx_bf16', 'avx512_bf16'} & flags)
+    # where torch lacks its cpuinfo checks, the flags of /proc/cpuinfo decide; plain AVX-512 is no bf16
+    monkeypatch.setattr(platform, 'machine', lambda: 'x86_64')
+    monkeypatch.delattr(torch.cpu, '_is_amx_tile_supported', raising=False)
+    for given, expected in (({'avx2', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq'}, ''),
+                            ({'avx512f', 'avx512_bf16'}, 'AVX512-BF16'), ({'amx_tile', 'amx_bf16'}, 'AMX')):
+        monkeypatch.setattr(speed, '_cpuinfo_flags', lambda given=given: given)
+        assert speed.cpu_bf16_instructions() == expected
+        assert speed.native_cpu_bf16() == bool(expected)
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_infer_the_api_and_serve_run_best_as_the_model_does(monkeypatch, capsys, native):
+    """One rule: RestorationModel's ``speed: best``, ``infer --speed best``, ``restore(speed='best')`` and
+    ``serve --speed best`` resolve to the same switches, and the reason is noted once per process."""
+    import argparse
+
+    from basicsr.models import build_model
+
+    from basicsr_restore import api, infer, serve
+    monkeypatch.setattr(speed, 'native_cpu_bf16', lambda: native)
+    monkeypatch.setattr(speed, '_SAID', set())
+    name, kwargs = TINY['MIRNet']
+    model = build_model({'name': 'best', 'model_type': 'RestorationModel', 'num_gpu': 0, 'is_train': False,
+                         'dist': False, 'rank': 0, 'world_size': 1, 'network_g': {'type': name, **kwargs},
+                         'path': {'pretrain_network_g': None}, 'speed': 'best'})
+    assert model.speed == speed.preset('cpu')
+    args = argparse.Namespace(speed='best', opt=None, amp=None, compile=None, channels_last=False,
+                              cudnn_benchmark=False, tf32=False)
+    assert infer.pick_speed(args, None, torch.device('cpu')) == model.speed
+    assert infer.pick_speed(args, None, torch.device('cpu')) == model.speed
+    assert 'note: speed best' not in capsys.readouterr().err  # the model noted it already in this process
+    monkeypatch.setattr(speed, '_SAID', set())
+    infer.pick_speed(args, None, torch.device('cpu'))
+    infer.pick_speed(args, None, torch.device('cpu'))
+    assert capsys.readouterr().err.count('note: speed best on the cpu:') == 1
+    net = api.Network(tiny('MIRNet'), name, kwargs, device='cpu')
+    assert net.pick_speed('best') == model.speed
+    assert serve.Demo(net, serve.Limits(1, '64x64'), 32, 'best').speed == model.speed
 
 
 # ------------------------------------------------------------------------------------------ one graph

@@ -113,7 +113,7 @@ class PairedRestorationDataset(data.Dataset):
             self.keys = self._select_keys(opt['meta_info_file'])
         if not self.keys:
             raise ValueError(f"{self.where}: no image pairs found in {', '.join(self.roots.values())}.")
-        self._envs = None
+        self._envs, self._formats = None, None
 
     def check_options(self, opt):
         """Rules of a subclass's own (called before the roots are looked at)."""
@@ -249,8 +249,9 @@ class PairedRestorationDataset(data.Dataset):
         if self.phase == 'train':
             size = self.gt_size // self.scale
             if lh < size or lw < size:
-                raise ValueError(f'{self.where}: image {key!r} is {stored[0].shape[0]}x{stored[0].shape[1]}, smaller '
-                                 f'than gt_size {self.gt_size}. Lower gt_size or prepare larger crops.')
+                raise ValueError(f"{self.where}: image {key!r} in {self.roots['gt']} is {stored[0].shape[0]}x"
+                                 f'{stored[0].shape[1]}, smaller than gt_size {self.gt_size}. Lower gt_size or prepare '
+                                 'larger crops (or whole frames: --crop 0).')
             return random.randint(0, lh - size), random.randint(0, lw - size), size, size
         if self.val_crop_size:
             return centre_window(lh, lw, self.val_crop_size, self.scale)
@@ -284,8 +285,12 @@ class PairedRestorationDataset(data.Dataset):
         """HxWxC integer images -> C x H x W tensors (RGB): kept as integers (``integer_batches``, the model converts
         them on its device, :func:`~basicsr_restore.imageio.batch_to_float`), or float32 in [0, 1] here."""
         if not self.integer_batches:
-            imgs = [to_float(img, where) for img, where in zip(imgs, wheres)]
+            imgs = self._to_float(imgs, wheres)
         return img2tensor([np.ascontiguousarray(img) for img in imgs], bgr2rgb=self.channels == 3, float32=False)
+
+    @staticmethod
+    def _to_float(imgs, wheres):
+        return [to_float(img, where) for img, where in zip(imgs, wheres)]
 
 
 class Decoded:

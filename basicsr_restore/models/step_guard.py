@@ -107,3 +107,30 @@ class StepGuard:
 
     def load_state_dict(self, state):
         self.in_a_row, self.skipped = int(state.get('in_a_row', 0)), int(state.get('skipped', 0))
+
+
+class NoGuard(StepGuard):
+    """A guard whose methods do nothing: every step is taken, nothing is copied, checked or synchronised.
+
+    Not for training. ``bench`` swaps it into ``model.guard`` for the comparison steps, so that the guard's cost is
+    measured through the model's own ``optimize_parameters`` (no second copy of the step): the difference is
+    exactly :class:`StepGuard`'s buffer snapshot, gradient norm (when the recipe does not clip) and verdict."""
+
+    def __init__(self, net=None, max_skipped=10):
+        super().__init__(torch.nn.Module(), max_skipped)
+
+    def snapshot(self):
+        pass
+
+    def restore(self):
+        pass
+
+    @staticmethod
+    def grad_norm(params):
+        return torch.zeros((), device=params[0].device if params else 'cpu')
+
+    def verdict(self, terms, grad_norm):
+        return Verdict(True)
+
+    def rejected(self, verdict, current_iter, logger, last_good):
+        pass
