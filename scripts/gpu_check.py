@@ -36,10 +36,10 @@ RECIPES = {'IRNeXt': 'options/train/GoPro/IRNeXt.yml', 'ChaIR': 'options/train/G
 #: batch, iterations, bench flags
 SIZES = {
     'full': dict(frame=(720, 1280), train_frames=24, test_frames=2, crop=512, patch=256, batch=8, iters=30,
-                 bench=['--size', '720x1280', '--patch', '256', '--train-batch', '8', '--warmup', '3', '--runs', '10'],
+                 bench=['--size', '720x1280', '--patch', '256', '--train-batch', '8', '--warmup', '2', '--runs', '5'],
                  data_batches=100),
     'tiny': dict(frame=(96, 128), train_frames=3, test_frames=2, crop=64, patch=32, batch=2, iters=3,
-                 bench=['--size', '64', '--patch', '32', '--train-batch', '2', '--warmup', '0', '--runs', '1'],
+                 bench=['--size', '64', '--no-train', '--warmup', '0', '--runs', '1'],  # training: tests/test_bench
                  data_batches=4),
 }
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore import bench, speed
@@ -119,7 +120,10 @@ def test_data_pipeline_of_a_recipe_and_warnings_for_runs_of_different_machines(t
     assert (r['batch'], r['workers'], r['batches'], r['samples_in_set']) == (2, 0, 6, 10)
     assert r['samples_per_s'] == pytest.approx(r['batches_per_s'] * 2) and r['samples_per_s'] > 0
     assert 0 < r['in_process']['decode_share_pct'] < 100
-    assert '| PairedRestorationDataset | 2 | 0 |' in out
+    assert '| PairedRestorationDataset | raw | 2 | 0 |' in out
+    patch = yaml.safe_load(open(opt))['datasets']['train']['gt_size']
+    assert (r['value_format'], r['batch_dtype']) == ('raw', 'uint8')
+    assert r['bytes_per_batch'] == 2 * 2 * 3 * patch * patch  # lq and gt of 2 samples, one byte a value
     rc, _, err = cli(capsys, 'bench', '--data', '-opt', tmp_path / 'none.yml')
     assert rc == 2 and 'does not exist' in err
     # two result files from different thread counts: the comparison says so

@@ -67,7 +67,8 @@ def test_scene_folders_become_crops_keyed_without_noisy(sidd):
     assert keys == [k for k, _ in read_meta_info(str(sidd / 'train' / 'lq.lmdb'))]
     ds = PairedRestorationDataset(dict(name='s', phase='train', gt_size=16, dataroot_gt=str(sidd / 'train' / 'gt.lmdb'),
                                        dataroot_lq=str(sidd / 'train' / 'lq.lmdb'), use_hflip=True, use_rot=True))
-    gt, lq = (batch_to_float(ds[0][k], 'cpu') for k in ('gt', 'lq'))
+    item = ds[0]
+    gt, lq = (batch_to_float(item[k], 'cpu') for k in ('gt', 'lq'))
     assert gt.shape == lq.shape == (3, 16, 16)
     assert 0.01 < (gt - lq).abs().mean() < 0.1  # sigma-10 noise
 

@@ -165,3 +165,17 @@ def test_damaged_raw_values_are_named_in_one_line(tmp_path):
         dataset(roots, gt_size=48)[0]
     with pytest.raises(ValueError, match=r"--format 'tiff': use one of png, raw"):
         WriteOptions.from_args(type('A', (), {'format': 'tiff'})())
+
+
+def test_models_that_are_not_ours_get_float_batches():
+    from basicsr_restore.options_check import check_options
+    opt = {'model_type': 'SRModel', 'datasets': {'train': {'type': 'PairedRestorationDataset'},
+                                                 'other': {'type': 'PairedImageDataset'}}}
+    check_options(opt)
+    assert opt['datasets']['train']['integer_batches'] is False and 'integer_batches' not in opt['datasets']['other']
+    ours = {'model_type': 'RestorationModel', 'datasets': {'train': {'type': 'PairedRestorationDataset'}}}
+    try:
+        check_options(ours)
+    except Exception:  # noqa: BLE001 (an incomplete option tree; only the default matters here)
+        pass
+    assert 'integer_batches' not in ours['datasets']['train']  # ours convert on the device

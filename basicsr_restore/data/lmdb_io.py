@@ -9,8 +9,7 @@ per image. Each value is stored in one of two formats (:data:`FORMATS`), recorde
   decoding is most of a training sample's time;
 * ``raw``: the pixels as stored in memory (uint8 or uint16, H x W x C, BGR as OpenCV decodes a PNG) after a
   32-byte header (:class:`RawImage`: a magic word, the pixel type and the shape). Nothing to decode: a training
-  patch is cut from the memory-mapped value and only the patch is copied. Larger on disk (about 2x PNG for
-  photos, more for noise-free renders).
+  patch is cut from the memory-mapped value and only the patch is copied. Larger on disk (2-3x PNG for photos).
 
 What this writer adds:
 

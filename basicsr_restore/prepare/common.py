@@ -233,10 +233,10 @@ def run_splits(title, dst, splits, write=WriteOptions()):
 
 
 #: what each value format costs, printed under the prepare table
-FORMAT_NOTES = {'raw': 'raw values: nothing to decode when training (patches are cut from the mapped LMDB); about 2x '
+FORMAT_NOTES = {'raw': 'raw values: nothing to decode when training (patches are cut from the mapped LMDB); 2-3x '
                        'the disk of --format png for photos',
-                'png': "png values (basicsr's): half the disk of --format raw, but decoding is most of a training "
-                       "sample's time"}
+                'png': "png values (basicsr's): a third to half the disk of --format raw, but decoding is most "
+                       "of a training sample's time"}
 
 
 def format_table(title, dst, rows, seconds, write=WriteOptions()):
@@ -305,7 +305,7 @@ def preparer_modules():
 def add_write_options(p):
     """``--format`` and ``--workers``, for every command that writes LMDBs."""
     p.add_argument('--format', default='raw', metavar='{raw,png}',
-                   help='LMDB values: raw pixels (default; nothing to decode when training, about 2x the disk) or png '
+                   help='LMDB values: raw pixels (default; nothing to decode when training, 2-3x the disk) or png '
                         "(basicsr's format, half the disk, decoded for every sample)")
     p.add_argument('--workers', type=int, default=None,
                    help='processes that decode, cut and encode the images (default: every core); the output is the '
