@@ -11,12 +11,16 @@ import torch
 
 BIN = os.path.dirname(sys.executable)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: threads of each process the tests start, and of the test process: under `pytest -n 2` two workers already fill the
+#: two cores, and OpenMP threads beyond them spin against each other
+THREADS = os.environ.get('BASICSR_RESTORE_TEST_THREADS') or ('1' if os.environ.get('PYTEST_XDIST_WORKER') else '2')
+torch.set_num_threads(int(THREADS))
 
 
 def run(args, cwd, env=None, check=True, timeout=300):
     """Run ``args`` (``python`` means this interpreter; ``basicsr-restore`` its console script)."""
     args = [sys.executable if a == 'python' else os.path.join(BIN, a) if a == 'basicsr-restore' else a for a in args]
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='2')
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=THREADS)
     full_env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
     full_env.update(env or {})
     proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -16,7 +16,7 @@ import basicsr_restore
 from basicsr_restore.archs.irnext_arch import IRNeXt
 from basicsr_restore.imageio import ImageError
 
-from conftest import ROOT, cli, photo, write_folder
+from conftest import ROOT, THREADS, cli, photo, write_folder
 
 BLOCK_BASICSR = '''
 import importlib.abc, sys
@@ -63,7 +63,7 @@ assert restored.shape == image.shape and restored.dtype == image.dtype
 assert not any(m == 'basicsr' or m.startswith('basicsr.') for m in sys.modules)
 '''
     proc = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS='2'))
+                          env=dict(os.environ, OMP_NUM_THREADS=THREADS))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '<basicsr_restore.Network IRNeXt(' in proc.stdout and 'on cpu>' in proc.stdout
     assert '13205641' in proc.stdout  # the count the README prints for the deblurring preset

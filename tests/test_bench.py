@@ -16,6 +16,8 @@ from basicsr_restore.bench import count_macs
 from basicsr_restore.cli import main
 from basicsr_restore.register import network_names
 
+from conftest import THREADS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = ['ChaIR', 'DRCNet', 'EIRN', 'IRNeXt', 'MIRNet']
 
@@ -238,7 +240,7 @@ def test_the_model_runs_with_a_guard_that_does_nothing(tmp_path):
 # ------------------------------------------------------------------------------------- every network
 def test_bench_without_arch_measures_every_network_as_a_user_runs_it():
     """The console script in a fresh process (``import basicsr_restore`` is light: the registry fills on demand)."""
-    env = dict(os.environ, OMP_NUM_THREADS='2')
+    env = dict(os.environ, OMP_NUM_THREADS=THREADS)
     env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'basicsr-restore'), 'bench', '--no-train',
                            '--size', '32', '--warmup', '0', '--runs', '1'], cwd=ROOT, env=env, capture_output=True,
