@@ -179,3 +179,23 @@ def test_models_that_are_not_ours_get_float_batches():
     except Exception:  # noqa: BLE001 (an incomplete option tree; only the default matters here)
         pass
     assert 'integer_batches' not in ours['datasets']['train']  # ours convert on the device
+
+
+def test_the_model_sees_the_same_floats_from_integer_and_float_batches(tmp_path, small_pairs):
+    """A training batch as the loader gives it (uint8) and the same batch converted on the CPU first (the float path
+    of before) reach the network as the same tensor."""
+    from torch.utils.data import default_collate
+
+    from conftest import built
+    model = built(tmp_path, small_pairs)
+    roots = [str(small_pairs / 'train' / f'{s}.lmdb') for s in ('gt', 'lq')]
+    seen = {}
+    for integer in (True, False):
+        ds = dataset(roots, gt_size=16, use_rot=True, use_hflip=True, integer_batches=integer)
+        random.seed(5)
+        batch = default_collate([ds[0], ds[1]])
+        assert batch['lq'].dtype == (torch.uint8 if integer else torch.float32)
+        model.feed_data(batch)
+        seen[integer] = (model.lq, model.gt)
+    assert seen[True][0].dtype == torch.float32
+    assert torch.equal(seen[True][0], seen[False][0]) and torch.equal(seen[True][1], seen[False][1])
