@@ -36,7 +36,8 @@ def load_train_dataset(opt_path):
 
 
 def time_samples(dataset, count):
-    """Per-sample milliseconds in this process and the share of :data:`TIMED` (for datasets that have them)."""
+    """Per-sample milliseconds in this process and the share of :data:`TIMED` (for datasets that have them), over
+    ``count`` samples read once before (as a persistent worker reads them from its second epoch on)."""
     spent = [0.0]
     timed = [name for name in TIMED if hasattr(dataset, name)]
 
@@ -49,8 +50,8 @@ def time_samples(dataset, count):
                 spent[0] += time.perf_counter() - start
         return run
 
-    for i in range(min(len(dataset), 8)):  # warm-up: files and LMDB environments opened, first pages mapped
-        dataset[i]
+    for i in range(count):  # warm-up over the same samples: files and LMDBs opened, their pages mapped (steady state)
+        dataset[i % len(dataset)]
     for name in timed:
         setattr(dataset, name, timing(getattr(dataset, name)))
     start = time.perf_counter()
@@ -79,12 +80,15 @@ def measure_data(opt_path, workers, batches, device):
     if len(dataset) < batch:
         raise ValueError(f"'{opt_path}': the training set has {len(dataset)} samples, fewer than one batch ({batch}).")
     record = {'options': opt_path, 'dataset': block.get('type'), 'samples_in_set': len(dataset), 'batch': batch,
-              'workers': workers, 'in_process': time_samples(dataset, min(4 * len(dataset), max(4 * batch, 256)))}
+              'workers': workers, 'in_process': time_samples(dataset, min(len(dataset), max(4 * batch, 256)))}
     fmt = getattr(dataset, '_formats', None)  # known once a sample was read
     record['value_format'] = '/'.join(sorted(set(fmt.values()))) if fmt else 'files'
+    collate = None
+    if getattr(dataset, 'integer_batches', False):  # as the training loader (resume.seed_train_loader)
+        from basicsr_restore.data.paired_dataset import collate_one_buffer as collate
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         pin_memory=device.type == 'cuda', persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers else None)
+                        prefetch_factor=4 if workers else None, collate_fn=collate)
     iterator = iter(loader)
     first = None
     for _ in range(min(2, len(loader) - 1)):

@@ -159,6 +159,9 @@ def seed_train_loader(loaders, opt, logger):
     loader = build_dataloader(SeededDataset(train_set), dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
                               sampler=sampler, seed=opt['manual_seed'])
     loader.generator = torch.Generator().manual_seed(int(opt['manual_seed']))  # iterators leave the global RNG be
+    if getattr(train_set, 'integer_batches', False):
+        from basicsr_restore.data.paired_dataset import collate_one_buffer
+        loader.collate_fn = collate_one_buffer  # one shared storage per batch from the workers
     _apply_resume_position(sampler, logger)
     _ACTIVE['sampler'] = sampler
     return loader, sampler, val_loaders, total_epochs, total_iters

@@ -199,3 +199,24 @@ def test_the_model_sees_the_same_floats_from_integer_and_float_batches(tmp_path,
         seen[integer] = (model.lq, model.gt)
     assert seen[True][0].dtype == torch.float32
     assert torch.equal(seen[True][0], seen[False][0]) and torch.equal(seen[True][1], seen[False][1])
+
+
+def test_training_batches_come_in_one_shared_buffer_with_default_collate_numbers(tmp_path):
+    from torch.utils.data import DataLoader, default_collate
+
+    from basicsr_restore.data.paired_dataset import collate_one_buffer
+    roots = pair(tmp_path, 'raw', frames(np.uint8, 4))
+    ds = dataset(roots, gt_size=16, use_hflip=True)
+    items = [ds[i] for i in range(3)]
+    ours, plain = collate_one_buffer(items), default_collate(items)
+    assert ours.keys() == plain.keys() and ours['lq_path'] == plain['lq_path']
+    for k in ('lq', 'gt'):
+        assert torch.equal(ours[k], plain[k]) and ours[k].dtype == torch.uint8
+    assert ours['lq'].untyped_storage().data_ptr() == ours['gt'].untyped_storage().data_ptr()
+    val = [dataset(roots, 'val')[i] for i in range(2)]  # float batches: default_collate's
+    floats = collate_one_buffer(val)
+    assert floats['gt'].dtype == torch.float32 and torch.equal(floats['gt'], default_collate(val)['gt'])
+    random.seed(0)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_one_buffer)
+    batches = list(loader)  # through worker processes and shared memory
+    assert len(batches) == 2 and batches[0]['gt'].shape == (2, 3, 16, 16) and batches[1]['lq'].dtype == torch.uint8
