@@ -60,7 +60,7 @@ from basicsr_restore import checkpoints, inference, speed
 from basicsr_restore.archs.card import size_rule
 from basicsr_restore.imageio import atomic_path
 from basicsr_restore.inference import final_output
-from basicsr_restore.bench_data import format_data, measure_data
+from basicsr_restore.bench_data import fmt as _fmt, format_data, measure_data
 from basicsr_restore.options_check import read_option_file
 
 MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
@@ -278,18 +278,15 @@ FALLBACK_TRAIN = {'optim_g': {'type': 'Adam', 'lr': 1e-4}, 'total_iter': 10 ** 9
                   'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}}
 
 
-def _has_losses(train):
-    return any(k.endswith('_opt') and isinstance(v, dict) and 'type' in v for k, v in train.items())
-
-
 def training_recipe(opt_path, name):
     """``(options, path, notes)``: the option file whose ``train`` block trains the network (``-opt``, else the
     network's shipped recipe, :data:`RECIPES`), with IntraCR's VGG19 file replaced by an untrained VGG19 of the same
     cost when it is not here; ``path`` None and :data:`FALLBACK_TRAIN` when there is no recipe."""
+    from basicsr_restore.models.restoration_model import loss_specs
     for path in (opt_path, RECIPES.get(name)):
         if path and os.path.isfile(path):
             opt = read_option_file(path)
-            if _has_losses(opt.get('train') or {}):
+            if loss_specs(opt.get('train') or {}):
                 break
     else:
         missing = [f'no recipe found: {RECIPES[name]} is relative to the project folder'] if name in RECIPES else []
@@ -395,14 +392,13 @@ def bench_training(name, kwargs, opt_path, chosen, batch, patch, device, warmup,
     trained on random batches (:data:`TRAIN_BATCH_DTYPE`) by :func:`measure_training`."""
     from basicsr.models import build_model
 
+    from basicsr_restore.models.restoration_model import loss_specs
     from basicsr_restore.register import register_all
     register_all()
     recipe, path, notes = training_recipe(opt_path, name)
     train = recipe['train']
     if path:
-        types = [spec['type'] for key, spec in train.items()
-                 if key.endswith('_opt') and isinstance(spec, dict) and 'type' in spec]
-        loss = ' + '.join(types) + f' on every output ({path})' + ''.join(f'; {note}' for note in notes)
+        loss = ' + '.join(spec['type'] for spec in loss_specs(train).values()) + f' on every output ({path})' + ''.join(f'; {note}' for note in notes)
     else:
         loss = 'L1 on every output' + ''.join(f' ({note})' for note in notes)
     where = torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext()
@@ -507,10 +503,6 @@ def bench_one(name, kwargs, args, mode, device):
 
 
 # ------------------------------------------------------------------------------------------- reporting
-def _fmt(value, spec, none='n/a'):
-    return none if value is None else format(value, spec)
-
-
 def _ratio(a, b):
     return f'{a / b:.2f}x' if a and b else 'n/a'
 

@@ -110,7 +110,8 @@ def measure_data(opt_path, workers, batches, device):
     return record
 
 
-def _fmt(value, spec, none='n/a'):
+def fmt(value, spec, none='n/a'):
+    """``value`` formatted, or ``none`` for None (the bench tables)."""
     return none if value is None else format(value, spec)
 
 
@@ -125,6 +126,6 @@ def format_data(records):
         ip = r['in_process']
         lines.append(f"| {r['options']} | {r['dataset']} | {r.get('value_format')} | {r['batch']} | {r['workers']} | "
                      f"{r['samples_per_s']:.1f} | {r['samples_per_s_per_worker']:.1f} | {ip['samples_per_s']:.1f} | "
-                     f"{_fmt(ip['decode_share_pct'], '.0f')} % | {r['bytes_per_batch'] / 2**20:.2f} MiB "
+                     f"{fmt(ip['decode_share_pct'], '.0f')} % | {r['bytes_per_batch'] / 2**20:.2f} MiB "
                      f"({r['batch_dtype']}) |")
     return '\n'.join(lines)

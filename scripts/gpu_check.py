@@ -27,11 +27,10 @@ import time
 
 import yaml
 
+from basicsr_restore.bench import RECIPES  # the shipped recipe of each network, as bench uses them
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NETWORKS = ('IRNeXt', 'ChaIR', 'DRCNet', 'EIRN', 'MIRNet')
-RECIPES = {'IRNeXt': 'options/train/GoPro/IRNeXt.yml', 'ChaIR': 'options/train/GoPro/ChaIR.yml',
-           'DRCNet': 'options/train/GoPro/DRCNet.yml', 'EIRN': 'options/train/GoPro/EIRN.yml',
-           'MIRNet': 'options/train/SIDD/MIRNet.yml'}
+NETWORKS = tuple(RECIPES)
 #: sizes of the two modes: frames (h, w), train/test frame counts, crop of the prepared train frames, training patch,
 #: batch, iterations, bench flags
 SIZES = {
@@ -135,9 +134,8 @@ def recipe_options(network, data, size, tiny, cuda, out):
         'name': 'check_test', 'type': 'PairedRestorationDataset', 'dataroot_gt': f'{data}/test/gt.lmdb',
         'dataroot_lq': f'{data}/test/lq.lmdb', 'val_crop_size': size['patch']}}
     import torch
-    from basicsr.utils.registry import ARCH_REGISTRY
+    from basicsr.utils.registry import ARCH_REGISTRY  # filled with this package's networks (imported above)
 
-    import basicsr_restore  # noqa: F401
     from basicsr_restore.archs.card import size_rule
     if tiny:
         opt['network_g'] = {'type': network, **ARCH_REGISTRY.get(network).card.tiny}

@@ -263,6 +263,14 @@ class LmdbWriter:
         if len(self._pending) >= self.commit_every:
             self._commit()
 
+    def keep_meta_info(self, lines):
+        """Write ``lines`` as ``meta_info.txt`` (a conversion keeps the source's file line for line); they must name
+        the keys stored, in the order stored."""
+        keys = [line.split()[0] for line in lines]
+        if [k[:-4] if k.endswith('.png') else k for k in keys] != [m.split()[0][:-4] for m in self.meta]:
+            raise ValueError(f'{self.path}: the meta_info lines to keep do not name the keys stored, in order.')
+        self.meta = list(lines)
+
     def _commit(self):
         import lmdb
         while self._pending:

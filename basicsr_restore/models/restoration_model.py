@@ -74,13 +74,16 @@ def resize_like(img, ref):
     return F.interpolate(img, size=ref.shape[-2:], mode='bilinear', align_corners=False)
 
 
+def loss_specs(train_opt):
+    """``{key: spec}`` of every ``train.<name>_opt`` with a ``type``: the recipe's losses."""
+    return {key: spec for key, spec in train_opt.items()
+            if key.endswith('_opt') and isinstance(spec, dict) and 'type' in spec}
+
+
 def build_losses(train_opt, device):
-    """``{'l_<name>': loss}`` of every ``train.<name>_opt`` with a ``type`` (the recipe's losses)."""
-    losses = OrderedDict()
-    for key, spec in train_opt.items():
-        if key.endswith('_opt') and isinstance(spec, dict) and 'type' in spec:
-            losses[f'l_{key[:-4]}'] = build_loss(copy.deepcopy(spec)).to(device)
-    return losses
+    """``{'l_<name>': loss}`` of the recipe's losses (:func:`loss_specs`)."""
+    return OrderedDict((f'l_{key[:-4]}', build_loss(copy.deepcopy(spec)).to(device))
+                       for key, spec in loss_specs(train_opt).items())
 
 
 def ema_update(ema, net, decay):

@@ -83,7 +83,7 @@ def convert_group(src_dir, names, dst_dir, write, chunk=16):
                     bar.close()
             finally:
                 env.close()
-            writers[target].meta[:] = lines  # meta_info.txt as it was, line for line
+            writers[target].keep_meta_info(lines)  # meta_info.txt as it was, line for line
     return {name: sources[name][0] for name in names}
 
 
