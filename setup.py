@@ -122,7 +122,7 @@ setup(
     ],
     extras_require={
         'export': ['onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7'],
-        'test': ['pytest>=7', 'pytest-xdist>=3.2', 'build', 'setuptools>=64', 'wheel', 'pyflakes',
+        'test': ['pytest>=7', 'pytest-xdist>=3.2', 'jsonschema>=4', 'build', 'setuptools>=64', 'wheel', 'pyflakes',
                  'onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7', 'selenium>=4.11'],
     },
     entry_points={

@@ -61,7 +61,7 @@ from basicsr_restore.archs.card import size_rule
 from basicsr_restore.imageio import atomic_path
 from basicsr_restore.inference import final_output
 from basicsr_restore.bench_data import fmt as _fmt, format_data, measure_data
-from basicsr_restore.options_check import read_option_file
+from basicsr_restore.option_files import read_option_file
 
 MODE_FLAGS = ('fp32', 'bf16', 'fp16', 'channels_last', 'compile', 'max-autotune', 'reduce-overhead', 'checkpoint',
               'cudnn_benchmark', 'tf32')

@@ -11,7 +11,7 @@ For the ``datasets.train`` block of an option file, built as training builds it:
 """
 import time
 
-from basicsr_restore.options_check import read_option_file
+from basicsr_restore.option_files import read_option_file
 
 #: the dataset methods whose time is the "decode share": reading + decoding the stored values, converting the pixels
 #: to float (in the dataset only without ``integer_batches``; else on the device)

@@ -300,7 +300,7 @@ def config_text(name, kwargs):
 
 def load_options(path):
     """A BasicSR option file as a dict (only the parts read here: ``network_g``, ``path``)."""
-    from basicsr_restore.options_check import read_option_file
+    from basicsr_restore.option_files import read_option_file
     opt = read_option_file(path)
     if not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
         raise ValueError(f"-opt '{path}' has no network_g with a type (e.g. network_g: {{type: IRNeXt}}).")

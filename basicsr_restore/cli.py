@@ -150,7 +150,8 @@ def _doctor_arguments(p):
 for _name, _help in (('migrate', "a BasicSR fork's option file (NAFNet, HINet, DRCNet, Restormer) in native terms"),
                      ('export', 'a trained network -> ONNX, torch.export program or TorchScript, verified on a photo'),
                      ('serve', 'a browser demo: drop a photo, see before/after, download the PNG (127.0.0.1)'),
-                     ('zoo', "the authors' released checkpoints: task, where, preset, option file, paper metrics")):
+                     ('zoo', "the authors' released checkpoints: task, where, preset, option file, paper metrics"),
+                     ('schema', 'the JSON Schema of option files, for editors that complete and check keys as you type')):
     verb(_name, _help)(_own_arguments(_name))
 
 

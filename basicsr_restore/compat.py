@@ -116,10 +116,12 @@ def _wrap_parse_options(original):
         return original
 
     def parse_options(root_path, is_train=True):
-        from basicsr_restore import errors, options_check, runner
+        from basicsr_restore import errors, option_files, options_check, runner
         errors.install_excepthook()
         _normalise_local_rank_flag()
         runner.adopt(sys._getframe(1).f_globals, is_train)
+        if _argument('-opt'):
+            option_files.check_yaml(_argument('-opt'))  # one line for a missing file or bad YAML
         _remember_launch_options()
         redirect = _is_site_dir(root_path) and os.environ.get('BASICSR_RESTORE_NO_ROOT_REDIRECT', '') in ('', '0')
         if redirect:

@@ -122,7 +122,7 @@ def emit(opt, notes, path=(), indent=0):
 
 def migrated_text(path):
     """The migrated option file of ``path`` as text (a header, then the options with their comments)."""
-    from basicsr_restore.options_check import read_option_file
+    from basicsr_restore.option_files import read_option_file
     m = migrate(read_option_file(path, what='FORK.yml'))
     header = [f'# migrated by basicsr-restore from {os.path.basename(path)}: {len(m.notes)} translated key(s), '
               'marked "# migrate:"; every other key is read as in the fork']

@@ -8,16 +8,20 @@ and shows the PNG that comes back beside the original. The server is the standar
   path of ``basicsr-restore infer`` (padding, tiles, TTA, 8/16-bit, gray, alpha); the PNG holds what ``infer``
   would write for that file and those options.
 * **Limits**: uploads above ``--max-upload-mb`` are refused from their Content-Length before any byte is read
-  (413); images above ``--max-pixels`` are refused (413) from the PNG/JPEG header before decoding, and from the
-  decoded size for the other formats; a body that is not an image gets 400. Every message says what the limit is
-  and which option raises it. A failed request is answered and logged in one line; the server keeps serving.
+  (413). The width and height come from the image's header (:mod:`basicsr_restore.image_header`: PNG, JPEG,
+  TIFF, WebP, BMP) before any pixel is decoded: above ``--max-pixels`` is 413, another format (GIF, PNM, EXR,
+  HDR, JPEG 2000, AVIF...) 415, a damaged header or a body that is not an image 400; a decoded image whose size
+  differs from its header is refused too. Every message says what the limit is and which option raises it.
+  Decoding, restoring and encoding happen under the one lock: one image is in memory at a time.
+* **Log**: a failed request is answered and logged in one line; the server keeps serving. Every logged text
+  goes through :func:`loggable` (control characters, C1 and line/paragraph separators removed), so no request
+  value (the ``name`` label, the request line, an error's text) can write a line of its own.
 * **Network**: it listens on 127.0.0.1 (this machine only) unless ``--host`` says otherwise; there is no
   authentication, so another host exposes the demo, and the machine's CPU/GPU, to whoever can reach it.
 """
 import html
 import json
 import socket
-import struct
 import sys
 import threading
 import time
@@ -63,29 +67,16 @@ def parse_pixels(text):
     return value
 
 
-def header_size(data):
-    """``(width, height)`` from a PNG or JPEG header without decoding, or None (other formats, or unreadable)."""
-    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24 and data[12:16] == b'IHDR':
-        return struct.unpack('>II', data[16:24])
-    if data[:2] != b'\xff\xd8':
-        return None
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        length = struct.unpack('>H', data[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(data):
-            h, w = struct.unpack('>HH', data[i + 5:i + 9])
-            return w, h
-        i += 2 + length
-    return None
+# every character that could end a log line or disguise one: C0 (with TAB, LF, CR), DEL, C1 (with NEL), the
+# Unicode line and paragraph separators, and the bidirectional overrides/isolates that reorder what a reader sees
+_UNLOGGABLE = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F),
+                             *range(0x2066, 0x206A)])
+
+
+def loggable(value):
+    """``value`` as text with no control characters (see ``_UNLOGGABLE``): the one filter of every text that
+    reaches the server's log or console, so a request value cannot start a line of its own."""
+    return str(value).translate(_UNLOGGABLE)
 
 
 class Limits:
@@ -129,12 +120,13 @@ def parse_options(query, overlap):
     tta = first.get('tta', '0').lower()
     if tta not in ('0', '1', 'true', 'false', 'on', 'off', ''):
         raise Refused(HTTPStatus.BAD_REQUEST, f'tta={tta!r}: give 0 or 1.')
-    return tile, tta in ('1', 'true', 'on'), first.get('name', '')[:200]
+    return tile, tta in ('1', 'true', 'on'), loggable(first.get('name', ''))[:200]
 
 
 # --------------------------------------------------------------------------------------------- serving
 class Demo:
-    """What the handler needs: the model, the limits, the lock and the page."""
+    """What the handler needs: the model, the limits, the lock and the page. The lock is held while an upload is
+    decoded, restored and encoded: one decoded image is in memory at a time, however many requests wait."""
 
     def __init__(self, model, limits, overlap=32, speed=None):
         self.model, self.limits, self.overlap = model, limits, overlap
@@ -142,41 +134,61 @@ class Demo:
         self.lock = threading.Lock()
         self.page = render_page(model.config, limits).encode('utf-8')
 
+    def check_header(self, data, label):
+        """``(width, height)`` of the upload from its header alone, within ``--max-pixels``; else :class:`Refused`
+        (400 empty, not an image or a damaged header; 415 another format; 413 too many pixels)."""
+        from basicsr_restore.image_header import ACCEPTED_TEXT, HeaderError, UnsupportedImage, image_size
+        if not data:
+            raise Refused(HTTPStatus.BAD_REQUEST, 'The upload is empty: choose an image file.')
+        try:
+            w, h = image_size(data)
+        except UnsupportedImage as exc:
+            if exc.format is None:
+                raise Refused(HTTPStatus.BAD_REQUEST, f'Not an image: {label} cannot be decoded as '
+                                                      f'{ACCEPTED_TEXT} (8- or 16-bit).') from None
+            raise Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f'Unsupported format: {label} is {exc}') from None
+        except HeaderError as exc:
+            raise Refused(HTTPStatus.BAD_REQUEST, f'Not an image: {label} cannot be read: {exc}') from None
+        self.limits.check_size(w, h)
+        return w, h
+
     def restore(self, data, tile, tta, name):
-        """PNG bytes of the restored upload, and a one-line summary."""
+        """PNG bytes of the restored upload, and a one-line summary. The header is judged first (no pixel
+        decoded); decoding, restoring and encoding hold the lock."""
         import cv2
         import torch
 
+        from basicsr_restore.image_header import ACCEPTED_TEXT
         from basicsr_restore.imageio import ImageError, decode
-        if not data:
-            raise Refused(HTTPStatus.BAD_REQUEST, 'The upload is empty: choose an image file.')
-        size = header_size(data)
-        if size:
-            self.limits.check_size(*size)
         label = f"'{name}'" if name else 'the upload'
-        try:
-            img = decode(data, 'upload')
-        except ImageError as exc:
-            detail = '' if 'not a decodable image' in str(exc) else f' ({exc})'  # that one says LMDB: not here
-            raise Refused(HTTPStatus.BAD_REQUEST, f'Not an image: {label} cannot be decoded as PNG, TIFF, JPEG, BMP or '
-                                                  f'WebP (8- or 16-bit){detail}.') from None
-        h, w = img.shape[:2]
-        self.limits.check_size(w, h)
+        w, h = self.check_header(data, label)
         start = time.time()
-        try:
-            with self.lock:
+        with self.lock:
+            try:
+                img = decode(data, 'upload')
+            except ImageError as exc:
+                detail = '' if 'not a decodable image' in str(exc) else f' ({exc})'  # that one says LMDB: not here
+                raise Refused(HTTPStatus.BAD_REQUEST, f'Not an image: {label} cannot be decoded as '
+                                                      f'{ACCEPTED_TEXT} (8- or 16-bit){detail}.') from None
+            if img.shape[:2] != (h, w):  # the decoder read another size than the header says: trust neither
+                del img
+                raise Refused(HTTPStatus.BAD_REQUEST, f'Not an image: {label} says {w}x{h} in its header but '
+                                                      'decodes to another size (damaged or crafted file).')
+            try:
                 out = self.model.restore(img, tile=tile, overlap=self.overlap, tta=tta, speed=self.speed, bgr=True)
-        except torch.OutOfMemoryError:
-            raise Refused(HTTPStatus.INSUFFICIENT_STORAGE, f'Out of memory restoring {label} ({w}x{h}): pick a '
-                                                           'tile size (e.g. 256).') from None
-        except (ImageError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise Refused(HTTPStatus.INTERNAL_SERVER_ERROR, f'The network failed on {label} ({w}x{h}): {first}') \
-                from None
-        ok, png = cv2.imencode('.png', out)
-        if not ok:
-            raise Refused(HTTPStatus.INTERNAL_SERVER_ERROR, 'OpenCV could not encode the result as PNG.')
-        bits = 16 if img.dtype.itemsize == 2 else 8
+            except torch.OutOfMemoryError:
+                raise Refused(HTTPStatus.INSUFFICIENT_STORAGE, f'Out of memory restoring {label} ({w}x{h}): pick '
+                                                               'a tile size (e.g. 256).') from None
+            except (ImageError, RuntimeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise Refused(HTTPStatus.INTERNAL_SERVER_ERROR, f'The network failed on {label} ({w}x{h}): '
+                                                                f'{first}') from None
+            ok, png = cv2.imencode('.png', out)
+            del out  # the images go before the lock does: the next request decodes into freed memory
+            if not ok:
+                raise Refused(HTTPStatus.INTERNAL_SERVER_ERROR, 'OpenCV could not encode the result as PNG.')
+            bits = 16 if img.dtype.itemsize == 2 else 8
+            del img
         how = (f'tiles {tile}' if tile else 'whole image') + (', TTA x8' if tta else '')
         return png.tobytes(), f'{w}x{h} {bits}-bit, {how}, {time.time() - start:.2f} s'
 
@@ -244,7 +256,7 @@ def make_handler(demo):
                 pass
 
         def _fail(self, status, message):
-            self.log_message('refused (%d): %s', int(status), message.replace('\n', ' '))
+            self.log_message('refused (%d): %s', int(status), message.replace('\n', ' '))  # loggable: the rest
             try:
                 self._send(status, message.encode('utf-8'), 'text/plain; charset=utf-8')
             except OSError:
@@ -267,8 +279,9 @@ def make_handler(demo):
                 return
             super().log_request(code, size)
 
-        def log_message(self, format, *args):
-            sys.stderr.write(f'{time.strftime("%H:%M:%S")} {self.client_address[0]} {format % args}\n')
+        def log_message(self, format, *args):  # every line of the handler, http.server's own ones too
+            sys.stderr.write(f'{time.strftime("%H:%M:%S")} {loggable(self.client_address[0])} '
+                             f'{loggable(format % args)}\n')
             sys.stderr.flush()
 
     return Handler
@@ -279,8 +292,8 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):  # one line, not a traceback
         exc = sys.exc_info()[1]
-        sys.stderr.write(f'{time.strftime("%H:%M:%S")} {client_address[0]} connection error: '
-                         f'{type(exc).__name__}: {exc}\n')
+        sys.stderr.write(f'{time.strftime("%H:%M:%S")} {loggable(client_address[0])} connection error: '
+                         f'{loggable(f"{type(exc).__name__}: {exc}")}\n')
 
 
 def bind(host, port, handler):
@@ -444,15 +457,16 @@ def run(args):
     if args.tile_overlap < 0:
         raise ValueError('--tile-overlap must be >= 0.')
     model = open_model(args)
-    speed = model.pick_speed(getattr(args, 'speed', None), log=lambda m: print(f'note: {m}', file=sys.stderr))
+    speed = model.pick_speed(getattr(args, 'speed', None),
+                             log=lambda m: print(f'note: {loggable(m)}', file=sys.stderr))
     demo = Demo(model, limits, args.tile_overlap, speed)
     server = bind(args.host, args.port, make_handler(demo))
     host, port = server.server_address[:2]
     shown = f'[{host}]' if ':' in host else host
     where = 'this machine only' if host in ('127.0.0.1', '::1', 'localhost') else 'REACHABLE FROM THE NETWORK'
-    print(model.source, flush=True)
+    print(loggable(model.source), flush=True)  # it names the weights file
     print(f'serving http://{shown}:{port}/ ({where}; uploads up to {limits.max_mb:g} MB, images up to '
-          f'{args.max_pixels}); Ctrl-C stops', flush=True)
+          f'{loggable(args.max_pixels)}); Ctrl-C stops', flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from basicsr_restore.errors import OptionError
+from basicsr_restore.option_rules import Bool, Choice, Either, Items, Text
 
 AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 COMPILE_MODES = ('default', 'max-autotune', 'reduce-overhead')
@@ -80,6 +81,13 @@ class Speed:
 
 
 KEYS = tuple(f.name for f in fields(Speed))
+#: what each switch of a ``speed:`` block takes (``false``, ``off`` and ``~`` all mean off)
+RULES = {'amp': Choice(*AMP, False, 'fp32', 'false', 'off', None),
+         'channels_last': Bool(), 'compile': Choice(False, True, *COMPILE_MODES, 'false', 'off', None),
+         'cudnn_benchmark': Bool(), 'tf32': Bool(),
+         'checkpoint': Either(Bool(), Items(Text(), at_least=1), means='true, false or a list of module names'),
+         'dynamic': Bool()}
+assert set(RULES) == set(KEYS)
 
 #: the switches ``speed: best`` / ``--speed best`` / ``restore(speed='best')`` can pick, for runs that do not measure
 #: (``bench --mode best`` measures its candidates instead); :func:`preset` is the rule that picks one. GPU: the
@@ -116,12 +124,6 @@ def preset(device, log=None):
     return chosen
 
 
-def _bool(value, where, key):
-    if not isinstance(value, bool):
-        raise OptionError(f'{where}.{key}: expected true or false, got {value!r}.')
-    return value
-
-
 def parse(block, where='speed'):
     """A :class:`Speed` from an option block (a dict, ``None``, or the string ``best``, resolved per device by
     :func:`resolve`). Unknown keys and values are errors that name the option and the valid values."""
@@ -136,28 +138,14 @@ def parse(block, where='speed'):
     unknown = sorted(set(block) - set(KEYS))
     if unknown:
         raise OptionError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(KEYS)}.")
-    values = {}
-    amp = block.get('amp', False)
-    if amp in (None, 'fp32', 'false', 'off'):
-        amp = False
-    if amp is not False and amp not in AMP:
-        raise OptionError(f'{where}.amp: {amp!r} is not valid; use bf16, fp16 or false.')
-    values['amp'] = amp
-    mode = block.get('compile', False)
-    if mode is True:
-        mode = 'default'
-    if mode in (None, 'false', 'off'):
-        mode = False
-    if mode is not False and mode not in COMPILE_MODES:
-        raise OptionError(f"{where}.compile: {mode!r} is not valid; use false, {', '.join(COMPILE_MODES)}.")
-    values['compile'] = mode
-    for key in ('channels_last', 'cudnn_benchmark', 'tf32'):
-        values[key] = _bool(block.get(key, False), where, key)
-    ckpt = block.get('checkpoint', False)
-    if not (isinstance(ckpt, bool) or (isinstance(ckpt, list) and ckpt and all(isinstance(n, str) for n in ckpt))):
-        raise OptionError(f'{where}.checkpoint: expected true, false or a list of module names, got {ckpt!r}.')
-    values['checkpoint'] = ckpt
-    values['dynamic'] = _bool(block.get('dynamic', True), where, 'dynamic')
+    for key, value in block.items():
+        problem = RULES[key].problem(value)
+        if problem:
+            raise OptionError(f'{where}.{key}: {problem}.')
+    values = {key: block.get(key, field.default) for key, field in zip(KEYS, fields(Speed))}
+    values['amp'] = values['amp'] if values['amp'] in AMP else False
+    mode = values['compile']
+    values['compile'] = 'default' if mode is True else mode if mode in COMPILE_MODES else False
     return Speed(**values)
 
 

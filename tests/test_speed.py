@@ -39,7 +39,7 @@ def test_options_parse_and_every_bad_value_names_the_option_and_the_valid_values
     assert (s.amp, s.channels_last, s.compile, s.checkpoint) == ('bf16', True, 'default', ['body.0'])
     assert s.describe() == 'bf16+channels_last+compile+checkpoint' and speed.parse(None).describe() == 'fp32'
     assert speed.parse('best') == 'best'
-    bad = [({'amp': 'fp8'}, 'speed.amp', 'bf16, fp16 or false'),
+    bad = [({'amp': 'fp8'}, 'speed.amp', 'bf16, fp16, false'),
            ({'compile': 'fast'}, 'speed.compile', 'max-autotune'),
            ({'channels_last': 'yes'}, 'speed.channels_last', 'true or false'),
            ({'checkpoint': 3}, 'speed.checkpoint', 'list of module names'),

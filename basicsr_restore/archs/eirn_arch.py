@@ -46,8 +46,10 @@ from torch import nn
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule, count_indexed
 from basicsr_restore.archs.layers import (SAM, ChannelAttention, check_in_channels, check_input_channels,
                                           mean_of_views)
+from basicsr_restore.option_rules import Choice
 
 QUERY_FROM = ('image', 'image+feat')
+QUERY_CHANNELS = ('C', 1)
 
 
 def conv(in_channels, out_channels, kernel_size):
@@ -338,6 +340,8 @@ class EIRN(nn.Module):
             their image. Only the first convs of ``shallow_feat{1,2,3}`` and ``query_stem*`` change shape.
     """
     card = CARD
+    #: what the option check and the editor schema add to the signature's types
+    OPTION_RULES = {'query_from': Choice(*QUERY_FROM), 'query_channels': Choice(*QUERY_CHANNELS)}
 
     def __init__(self, n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32, num_cab=8, qk_in_blocks=True,
                  qk_in_fusion=True, query_from='image', query_channels='C', reduction=4, in_channels=3):
@@ -346,7 +350,7 @@ class EIRN(nn.Module):
         self.in_channels = check_in_channels('EIRN', in_channels)
         if query_from not in QUERY_FROM:
             raise ValueError(f'EIRN: query_from must be one of {QUERY_FROM}, got {query_from!r}')
-        if query_channels not in ('C', 1):
+        if query_channels not in QUERY_CHANNELS:
             raise ValueError(f"EIRN: query_channels must be 'C' or 1, got {query_channels!r}")
         gate = dict(query_from=query_from, query_channels=query_channels)
         act = nn.PReLU()  # one slope shared by every block, as in MPRNet

@@ -18,6 +18,10 @@ from torch import nn
 
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
 from basicsr_restore.archs.layers import BasicConv, MIMOUNet, mimo_arguments
+from basicsr_restore.option_rules import Choice
+
+#: ``low_pass``: the two official releases (see the module docstring)
+LOW_PASS = ('global', 'local')
 
 
 def box_sums(x, kh, kw):
@@ -56,7 +60,7 @@ class DynamicFilter(nn.Module):
         super().__init__()
         if channels % group:
             raise ValueError(f'DynamicFilter: channels ({channels}) must be divisible by group ({group})')
-        if low_pass not in ('global', 'local'):
+        if low_pass not in LOW_PASS:
             raise ValueError(f"IRNeXt: low_pass must be 'global' or 'local', got {low_pass!r}")
         self.kernel_size, self.group = kernel_size, group
         self.low_pass, self.base_size, self.train_size = low_pass, base_size, train_size
@@ -157,6 +161,8 @@ class IRNeXt(MIMOUNet):
             what they feed and what the residuals are added to: :class:`~basicsr_restore.archs.layers.MIMOUNet`.
     """
     card = CARD
+    #: what the option check and the editor schema add to the signature's types
+    OPTION_RULES = {'low_pass': Choice(*LOW_PASS)}
 
     def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32, in_channels=3):
         filter_kwargs = dict(low_pass=low_pass, base_size=base_size, train_size=train_size)

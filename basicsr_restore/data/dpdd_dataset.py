@@ -15,6 +15,7 @@ Images are decoded unchanged and divided by 65535 for 16-bit data (DPDD's publis
 255 for 8-bit. ``lq`` is ``cat([left, right])`` in RGB order, shape (6, H, W); ``gt`` is (3, H, W).
 """
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
+from basicsr_restore.option_rules import Path
 from basicsr_restore.register import register
 
 
@@ -25,7 +26,8 @@ class DualPixelDefocusDataset(PairedRestorationDataset):
     STREAMS = {'gt': 'dataroot_gt', 'lqL': 'dataroot_lqL', 'lqR': 'dataroot_lqR'}
     STREAM_HINTS = {'lqL': ' (the left dual-pixel views, e.g. datasets/DPDD/train/lqL.lmdb)',
                     'lqR': ' (the right dual-pixel views, e.g. datasets/DPDD/train/lqR.lmdb)'}
-    OPTION_KEYS = (PairedRestorationDataset.OPTION_KEYS - {'dataroot_lq'}) | {'dataroot_lqL', 'dataroot_lqR'}
+    OPTION_KEYS = {**{k: rule for k, rule in PairedRestorationDataset.OPTION_KEYS.items() if k != 'dataroot_lq'},
+                   'dataroot_lqL': Path('folder'), 'dataroot_lqR': Path('folder')}
 
     def check_options(self, opt):
         if opt.get('dataroot_lq'):

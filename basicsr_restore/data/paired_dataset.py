@@ -47,6 +47,7 @@ from torch.utils import data
 from basicsr_restore.data.lmdb_io import (FORMAT_NAME, RawImage, check_published, count_entries, read_format,
                                           read_meta_info, shared_env)
 from basicsr_restore.imageio import decode, images_in, to_8bit, to_float
+from basicsr_restore.option_rules import Bool, Choice, Int, Items, Mapping, Path, Text
 from basicsr_restore.register import register
 
 def centre_window(h, w, size, scale=1):
@@ -69,9 +70,17 @@ class PairedRestorationDataset(data.Dataset):
     #: stream -> what to say when its option is missing
     STREAM_HINTS = {}
     #: the keys of a dataset section this class reads (with the dataloader's; anything else is an option error)
-    OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_flip', 'use_rot',
-                             'geometric_augs', 'channels', 'val_crop_size', 'bit_depth', 'meta_info_file',
-                             'filename_tmpl', 'mini_batch_sizes', 'iters', 'gt_sizes', 'integer_batches'})
+    #: the keys of a dataset section this class reads, with what they take (with the dataloader's; anything else is
+    #: an option error)
+    OPTION_KEYS = {
+        'dataroot_gt': Path('folder'), 'dataroot_lq': Path('folder'), 'io_backend': Mapping(),
+        'gt_size': Int(1, null=True), 'use_hflip': Bool(), 'use_flip': Bool(), 'use_rot': Bool(),
+        'geometric_augs': Bool(), 'channels': Int(1), 'val_crop_size': Int(1, null=True),
+        'bit_depth': Choice(8, 16, None), 'meta_info_file': Path('file', null=True), 'filename_tmpl': Text(),
+        'mini_batch_sizes': Items(Int(1), at_least=1), 'iters': Items(Int(1), at_least=1),
+        'gt_sizes': Items(Int(1), at_least=1), 'integer_batches': Bool()}
+    #: ``io_backend.type``
+    BACKENDS = ('lmdb', 'disk')
 
     def __init__(self, opt):
         super().__init__()

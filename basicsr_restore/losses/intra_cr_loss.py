@@ -174,6 +174,20 @@ class IntraCRLoss(nn.Module):
     #: options that build it without external files (tests, ``bench`` without the VGG19 file)
     example_options = {'vgg_weights': 'random'}
 
+    @classmethod
+    def check_files(cls, kwargs):
+        """``[(argument, problem)]`` the option check reports before a run: the VGG19 file must be found (nothing is
+        downloaded)."""
+        given = kwargs.get('vgg_weights')
+        if given == 'random':
+            return []
+        places = vgg_weight_candidates(given)
+        if any(os.path.isfile(p) for p in places):
+            return []
+        return [('vgg_weights', f"torchvision's VGG19 weights ({VGG19_FILE}) were not found; looked at "
+                f"{', '.join(places)}; put the file in one of these places or set vgg_weights to its path "
+                '(nothing is downloaded)')]
+
     def __init__(self, loss_weight=1.0, reduction='mean', pixel_weight=1.0, cr_weight=0.05,
                  neg_lambdas=(1.0, 0.95, 0.9), neg_weights=None, layer_taps=('relu1_1', 'relu2_1', 'relu3_1'),
                  layer_weights=(1 / 16, 1 / 8, 1 / 4), vgg_weights=None, use_input_norm=False):

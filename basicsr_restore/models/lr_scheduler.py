@@ -17,6 +17,9 @@ class WarmupCosineLR(LRScheduler):
     training states load with ``torch.load(weights_only=True)``.
     """
 
+    #: arguments the model takes from ``train`` when the scheduler's options leave them out
+    FILLED_FROM_TRAIN = ('total_iter',)
+
     def __init__(self, optimizer, total_iter, warmup_iter=0, eta_min=1e-6, warmup_start_factor=0.0, last_epoch=-1):
         if not 0 <= warmup_iter < total_iter:
             raise ValueError(f'WarmupCosineLR: need 0 <= warmup_iter < total_iter, got {warmup_iter} and {total_iter}')
@@ -78,3 +81,50 @@ def _host_schedulers():
 #: ``train.scheduler.type`` -> class, for RestorationModel and the option check
 SCHEDULERS = {'WarmupCosineLR': WarmupCosineLR, 'TrueCosineAnnealingLR': TrueCosineAnnealingLR,
               'CosineAnnealingRestartCyclicLR': CosineAnnealingRestartCyclicLR, **_host_schedulers()}
+
+
+def _whole_numbers(values):
+    return isinstance(values, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def schedule_problems(cls, spec, train):
+    """``[(option, problem)]``: where the schedule ``spec`` (of class ``cls``) disagrees with ``train.total_iter``
+    and ``train.warmup_iter``. Read by the option check before a run and by the model that builds the scheduler."""
+    total, out = int(train['total_iter']), []
+    name = spec.get('type', cls.__name__)
+    if cls is WarmupCosineLR:
+        if train.get('warmup_iter', -1) > 0:
+            out.append(('train.warmup_iter', "stacks basicsr's own warm-up on WarmupCosineLR: use "
+                        'train.scheduler.warmup_iter instead and remove train.warmup_iter'))
+        own_total = spec.get('total_iter', total)
+        if isinstance(spec.get('warmup_iter', 0), int) and spec.get('warmup_iter', 0) >= own_total:
+            out.append(('train.scheduler.warmup_iter', f"{spec['warmup_iter']} is not below the {own_total} iterations "
+                        'of the schedule (train.total_iter): the warm-up would never end; lower it'))
+    periods = spec.get('periods')
+    if cls in (CosineAnnealingRestartCyclicLR,) or name == 'CosineAnnealingRestartLR':
+        if not _whole_numbers(periods) or not periods or min(periods) < 1:
+            out.append(('train.scheduler.periods', f'{periods!r} is not allowed: expected a list of whole numbers '
+                        '>= 1 (iterations per cycle)'))
+        elif sum(periods) < total:
+            out.append(('train.scheduler.periods', f'add up to {sum(periods)}, less than train.total_iter ({total}): '
+                        f'the schedule is not defined past the last period; make them add up to {total}'))
+        else:
+            lengths = {k: len(spec[k]) for k in ('restart_weights', 'eta_mins') if isinstance(spec.get(k), (list, tuple))}
+            for key, length in lengths.items():
+                if length != len(periods):
+                    out.append((f'train.scheduler.{key}', f'has {length} values for {len(periods)} periods; give one '
+                                'per period'))
+    milestones = spec.get('milestones')
+    if name in ('MultiStepLR', 'MultiStepRestartLR'):
+        if not _whole_numbers(milestones) or list(milestones) != sorted(milestones) or \
+                any(m < 1 for m in milestones):
+            out.append(('train.scheduler.milestones', f'{milestones!r} is not allowed: expected a list of whole '
+                        'numbers >= 1, in ascending order (the iterations where the rate drops)'))
+        restarts, weights = spec.get('restarts', (0,)), spec.get('restart_weights', (1,))
+        if isinstance(restarts, (list, tuple)) and isinstance(weights, (list, tuple)) and len(restarts) != len(weights):
+            out.append(('train.scheduler.restart_weights', f'has {len(weights)} values for {len(restarts)} restarts; '
+                        'give one per restart'))
+    if cls is TrueCosineAnnealingLR and isinstance(spec.get('T_max'), int) and spec['T_max'] < total:
+        out.append(('train.scheduler.T_max', f"{spec['T_max']} is below train.total_iter ({total}): the rate would "
+                    f'rise again after T_max iterations; set it to {total}'))
+    return out

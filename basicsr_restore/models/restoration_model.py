@@ -55,8 +55,9 @@ from basicsr_restore.errors import TestSetsMissing, TrainingStopped
 from basicsr_restore.imageio import atomic_path, batch_to_float
 from basicsr_restore.inference import final_output, grid_average, restore_any_size
 from basicsr_restore.models import fork_recipe
-from basicsr_restore.models.lr_scheduler import SCHEDULERS, WarmupCosineLR
+from basicsr_restore.models.lr_scheduler import SCHEDULERS, schedule_problems
 from basicsr_restore.models.step_guard import StepGuard
+from basicsr_restore.option_rules import Bool, Choice, Int, Items, Mapping, Number, Path, Text
 from basicsr_restore.register import register
 
 #: version of the extra entries this model writes into training states
@@ -137,13 +138,24 @@ class RestorationModel(SRModel):
     """SRModel for single- and multi-output restoration networks (see the module docstring)."""
 
     #: every key this model reads per section (losses: ``train.<name>_opt``); see ``options_check``
+    #: every key the model reads, with what it takes (``option_rules``): the option check and the editor schema
     OPTION_KEYS = {
-        'train': {'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'grad_clip', 'clamp_output',
-                  'max_skipped_steps', 'use_grad_clip', 'mixing_augs'},
-        'val': {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics', 'metric_input', 'save_bit_depth',
-                'use_image', 'rgb2bgr', 'grids', 'crop_size', 'max_minibatch', 'window_size'},
-        'path': {'pretrain_network_g', 'param_key_g', 'strict_load_g', 'resume_state', 'ignore_resume_networks',
-                 'weights_only_g', 'allow_partial_load_g'},
+        'train': {'ema_decay': Number(0, below=1), 'optim_g': Mapping(), 'scheduler': Mapping(null=True),
+                  'total_iter': Int(1, hint='the number of training iterations'),
+                  'warmup_iter': Int(-1, hint="basicsr's linear warm-up in iterations; -1 turns it off"),
+                  'grad_clip': Number(above=0, null=True, hint='a max-norm such as 0.01, or ~ for none'),
+                  'clamp_output': Bool(), 'max_skipped_steps': Int(0), 'use_grad_clip': Bool(),
+                  'mixing_augs': Mapping(null=True)},
+        'val': {'val_freq': Int(1, hint='validate every this many iterations'), 'save_img': Bool(),
+                'suffix': Text(null=True), 'pbar': Bool(), 'metrics': Mapping(null=True),
+                'metric_input': Choice('uint8', 'float'), 'save_bit_depth': Choice(8, 16), 'use_image': Bool(),
+                'rgb2bgr': Choice(True, hint='scoring channel-swapped images is not supported: remove the key'),
+                'grids': Bool(), 'crop_size': Int(1, null=True), 'max_minibatch': Int(1, null=True),
+                'window_size': Int(1, null=True)},
+        'path': {'pretrain_network_g': Path('file', null=True), 'param_key_g': Text(null=True),
+                 'strict_load_g': Bool(), 'resume_state': Path('file', null=True),
+                 'ignore_resume_networks': Items(Text(), null=True), 'weights_only_g': Bool(),
+                 'allow_partial_load_g': Bool()},
     }
 
     #: clip the gradients (at ``fork_recipe.FORK_GRAD_CLIP``) when ``train.use_grad_clip`` is absent
@@ -360,15 +372,11 @@ class RestorationModel(SRModel):
         if make is None:
             raise ValueError(f'train.scheduler.type: {sched_type!r} is not supported; use '
                              f"{', '.join(SCHEDULERS)}.")
-        if make is WarmupCosineLR:
-            if train_opt.get('warmup_iter', -1) > 0:
-                raise ValueError('train.warmup_iter stacks basicsr\'s own warm-up on WarmupCosineLR: use '
-                                 'train.scheduler.warmup_iter instead and remove train.warmup_iter.')
-            sched_opt.setdefault('total_iter', train_opt['total_iter'])
-        elif sched_type in ('CosineAnnealingRestartLR', 'CosineAnnealingRestartCyclicLR'):
-            if sum(sched_opt.get('periods', [])) < train_opt['total_iter']:
-                raise ValueError('train.scheduler.periods must add up to at least train.total_iter for '
-                                 f'{sched_type} (the schedule is not defined past the last period).')
+        problems = schedule_problems(make, train_opt['scheduler'], train_opt)
+        if problems:
+            raise ValueError('; '.join(f'{where}: {text}' for where, text in problems) + '.')
+        for key in getattr(make, 'FILLED_FROM_TRAIN', ()):
+            sched_opt.setdefault(key, train_opt[key])
         for optimizer in self.optimizers:
             self.schedulers.append(make(optimizer, **sched_opt))
 
