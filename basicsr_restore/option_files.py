@@ -1,5 +1,5 @@
-"""Reading option files: one clear error for a missing file, a YAML syntax error (file, line, column) or a file that
-holds no options. Every tool that takes ``-opt`` reads through here; the runners check the syntax here too before
+"""Reading option files: one clear error for a missing file, a YAML syntax error (file, line, column), a key written
+twice in one mapping (YAML would keep the last one and drop the other in silence) or a file that holds no options. Every tool that takes ``-opt`` reads through here; the runners check the syntax here too before
 basicsr parses the file."""
 from basicsr_restore.errors import OptionError
 
@@ -12,8 +12,28 @@ def yaml_problem(exc):
     return where + (what or str(exc).strip().splitlines()[0])
 
 
+def _repeated_key(node):
+    """``(key node, first line)`` of the first key written twice in one mapping under ``node``, or None."""
+    import yaml
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen = {}
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != '<<':
+                    if key.value in seen:
+                        return key, seen[key.value]
+                    seen[key.value] = key.start_mark.line + 1
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return None
+
+
 def check_yaml(path, what='-opt'):
-    """One :class:`OptionError` for a missing file or a YAML syntax error (file, line, column); builds nothing."""
+    """One :class:`OptionError` for a missing file, a YAML syntax error (file, line, column) or a key written twice in
+    one mapping; builds nothing."""
     import os
 
     import yaml
@@ -21,9 +41,15 @@ def check_yaml(path, what='-opt'):
         raise OptionError(f"{what} '{path}' does not exist (absolute: {os.path.abspath(path)}).")
     with open(path, encoding='utf-8') as f:
         try:
-            yaml.compose(f)
+            root = yaml.compose(f)
         except yaml.YAMLError as exc:
             raise OptionError(f"{what} '{path}' is not valid YAML: {yaml_problem(exc)}.") from None
+    repeated = _repeated_key(root)
+    if repeated:
+        key, first = repeated
+        raise OptionError(f"{what} '{path}' line {key.start_mark.line + 1}, column {key.start_mark.column + 1}: key "
+                          f"'{key.value}' is written twice in one block (first on line {first}); YAML would keep "
+                          'this one and drop the other in silence. Keep one.')
 
 
 def read_option_file(path, what='-opt'):

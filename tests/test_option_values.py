@@ -15,6 +15,7 @@ import yaml
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.errors import OptionError
+from basicsr_restore.option_files import check_yaml
 from basicsr_restore.options_check import check_options
 from basicsr_restore.register import register_all
 
@@ -99,6 +100,30 @@ def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path):
     assert rc != 0 and not made
     assert len(lines) == 1 and lines[0].startswith("basicsr-restore: -opt '") and 'bad.yml' in lines[0], lines
     assert 'line 5, column 11' in lines[0] and 'not valid YAML' in lines[0], lines[0]
+
+
+def test_a_key_written_twice_is_refused_rather_than_dropped(tmp_path):
+    """PyYAML keeps the last of two equal keys and drops the first in silence."""
+    text = 'name: x\nmodel_type: RestorationModel\ntrain:\n  total_iter: 4\n  ema_decay: 0.9\n  total_iter: 8\n'
+    rc, lines, made = stock_run(tmp_path, text=text)
+    assert rc != 0 and not made and len(lines) == 1, lines
+    assert "line 6, column 3: key 'total_iter' is written twice in one block (first on line 4)" in lines[0], lines[0]
+    for path in glob.glob(os.path.join(ROOT, 'options', '**', '*.yml'), recursive=True):
+        check_yaml(path)  # none of ours does it
+
+
+def test_a_bad_test_run_creates_no_results_folder(small_pairs, tmp_path):
+    opt = good(small_pairs)
+    test = {'name': 't', 'model_type': 'RestorationModel', 'num_gpu': 0, 'network_g': opt['network_g'],
+            'datasets': {'test_1': dict(opt['datasets']['val'])}, 'val': {'save_img': False, 'metric_input': 'int'},
+            'path': {'pretrain_network_g': 'missing/net_g.pth'}}
+    path = write_options(tmp_path / 't.yml', test)
+    proc = run(['python', '-m', 'basicsr.test', '-opt', path], cwd=tmp_path, check=False, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr and not (tmp_path / 'results').exists()
+    assert lines[-3].endswith('2 problem(s)') and lines[-2].startswith("  - path.pretrain_network_g: 'missing/net_g.pth' "
+                                                                       'does not exist'), lines
+    assert lines[-1] == "  - val.metric_input: 'int' is not allowed: expected uint8 or float.", lines
 
 
 # ------------------------------------------------------------------------------------------- ten more, one run
