@@ -8,9 +8,18 @@ BasicSR's ``Registry`` raises a bare ``AssertionError`` when a name is registere
 soon as a module is imported under two names or reloaded. Our classes register through :func:`register`
 instead: the same class (or a reload of it) is accepted again, a different object under a taken name is a
 clear error naming both owners.
+
+Registration waits for this package's own imports: when a module of the package is imported before basicsr (``from
+basicsr_restore.data.paired_dataset import ...``), its ``import basicsr`` fires the startup hook, which asks for
+:func:`register_all` while that module is still half-executed; importing the registering modules then would fail on
+the names it has not defined yet. Until registration is done, this package's modules are therefore loaded through
+:class:`_ModuleWatch`, and a registration asked for while one of them is executing runs as soon as the outermost one
+has finished (a failure then is reported as the hook reports it: one warning).
 """
 import importlib
 import pkgutil
+import sys
+import threading
 
 KINDS = ('arch', 'dataset', 'loss', 'metric', 'model')
 #: registry name -> names registered by this package, in registration order
@@ -25,6 +34,11 @@ def registry(kind):
 # subpackages whose modules with these suffixes register classes when imported (basicsr's convention)
 _SUBPACKAGES = {'archs': '_arch', 'losses': '_loss', 'models': '_model', 'data': '_dataset', 'metrics': '_metric'}
 _done = False
+#: a registration was asked for while a module of this package was executing (see the module docstring)
+_deferred = False
+_PACKAGE = 'basicsr_restore'  # also the name of its ``basicsr.plugins`` entry point
+#: ``depth``: how many modules of this package are executing in this thread (nested imports)
+_executing = threading.local()
 
 
 def register(kind):
@@ -93,9 +107,14 @@ def network_names():
 
 
 def register_all():
-    """Import every registering module once and apply the runner fixes. Safe to call any number of times."""
-    global _done
+    """Import every registering module once and apply the runner fixes. Safe to call any number of times. Asked for
+    while a module of this package is executing (the hook fired inside its ``import basicsr``), it runs once that
+    import has finished."""
+    global _done, _deferred
     if _done:
+        return
+    if getattr(_executing, 'depth', 0):
+        _deferred = True
         return
     from basicsr_restore import compat
     compat.ensure_import_fixes()
@@ -103,3 +122,77 @@ def register_all():
     compat.apply_runner_fixes()
     compat.read_raw_values_in_basicsr()
     _done = True
+    _remove_watch()
+
+
+# ------------------------------------------------------------------ registration after our own imports
+class _ModuleWatch:
+    """Meta-path finder for this package's modules, on ``sys.meta_path`` from ``import basicsr_restore`` until
+    :func:`register_all` has run: their loaders are wrapped by :class:`_Counted`."""
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if _done or not fullname.startswith(_PACKAGE + '.'):
+            return None
+        for finder in list(sys.meta_path):
+            find = getattr(finder, 'find_spec', None) if finder is not cls else None
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+            spec.loader = _Counted(spec.loader)
+        return spec
+
+
+class _Counted:
+    """Delegates to the module's loader, counting the modules of this package executing in this thread; when the
+    outermost one has finished, a registration asked for meanwhile runs."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__spec__.loader = module.__loader__ = self._loader  # the real loader answers from now on
+        depth = getattr(_executing, 'depth', 0)
+        _executing.depth = depth + 1
+        try:
+            self._loader.exec_module(module)
+        finally:  # a module that raised: its importer gets the error; the registration waits for the next import
+            _executing.depth = depth
+        if not depth:
+            _run_deferred()
+
+
+def _run_deferred():
+    global _deferred
+    if not _deferred:
+        return
+    _deferred = False
+    try:
+        register_all()
+    except Exception as exc:  # as the hook reports a plugin that fails to load: one warning, basicsr goes on
+        import basicsr_restore_autoload as autoload
+        if _PACKAGE in autoload.LOADED:
+            autoload.LOADED.remove(_PACKAGE)
+        autoload._report_failure(_PACKAGE, exc)
+
+
+def watch_imports():
+    """Put :class:`_ModuleWatch` on ``sys.meta_path`` (``import basicsr_restore`` does; idempotent)."""
+    if not _done and _ModuleWatch not in sys.meta_path:
+        sys.meta_path.insert(0, _ModuleWatch)
+
+
+def _remove_watch():
+    try:
+        sys.meta_path.remove(_ModuleWatch)
+    except ValueError:
+        pass

@@ -11,6 +11,7 @@ from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 import basicsr_restore  # noqa: F401
 from basicsr_restore.data.lmdb_io import LmdbWriter, read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
+from basicsr_restore.errors import DataError
 from basicsr_restore.prepare.common import write_pairs
 
 from conftest import noisy, photo, run, write_folder
@@ -125,7 +126,7 @@ def test_key_in_meta_info_but_not_in_lmdb(lmdb_pair):
         meta = root / 'meta_info.txt'
         meta.write_text(meta.read_text().replace('i1.png', 'ghost.png'))
     ds = dataset(*lmdb_pair)
-    with pytest.raises(KeyError, match=r"dataset 't' \(val\): gt image 'ghost' is listed in .*meta_info.txt but not"):
+    with pytest.raises(DataError, match=r"dataset 't' \(val\): gt image 'ghost' is listed in .*meta_info.txt but not"):
         ds[ds.keys.index('ghost')]
 
 

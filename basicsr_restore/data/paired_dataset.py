@@ -46,6 +46,7 @@ from torch.utils import data
 
 from basicsr_restore.data.lmdb_io import (FORMAT_NAME, RawImage, check_published, count_entries, read_format,
                                           read_meta_info, shared_env)
+from basicsr_restore.errors import DataError
 from basicsr_restore.imageio import decode, images_in, to_8bit, to_float
 from basicsr_restore.option_rules import Bool, Choice, Int, Items, Mapping, Path, Text
 from basicsr_restore.register import register
@@ -267,6 +268,20 @@ class PairedRestorationDataset(data.Dataset):
         return None
 
     def __getitem__(self, index):
+        """One sample (:meth:`_sample`). Whatever is wrong with its data is one :class:`~basicsr_restore.errors.DataError`
+        naming the dataset, its phase, the key and the problem, which the runners print as one line, also when a
+        DataLoader worker read the sample (the traceback goes to the run's log file)."""
+        try:
+            return self._sample(index)
+        except DataError:
+            raise
+        except (ValueError, KeyError, OSError, _lmdb_error()) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            if not text.startswith(self.where):
+                text = f'{self.where}: image {self.keys[index]!r}: {text}'
+            raise DataError(text) from exc
+
+    def _sample(self, index):
         key = self.keys[index]
         with ExitStack() as stack:
             read = [self._read(stream, key, stack) for stream in self.STREAMS]
@@ -300,6 +315,11 @@ class PairedRestorationDataset(data.Dataset):
     @staticmethod
     def _to_float(imgs, wheres):
         return [to_float(img, where) for img, where in zip(imgs, wheres)]
+
+
+def _lmdb_error():
+    import lmdb
+    return lmdb.Error
 
 
 class Decoded:

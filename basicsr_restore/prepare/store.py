@@ -78,15 +78,27 @@ class Cut:
     key_prefix: str = ''
 
 
+def read_source(path, stream):
+    """The source image file ``path`` of ``stream`` decoded, or one ``ImageError`` naming the file and what is wrong
+    (a ``ValueError``: the CLI prints it as one line, also when a worker process raised it)."""
+    from basicsr_restore.imageio import ImageError, decode
+    where = f"{stream} source image '{path}'"
+    try:
+        with open(path, 'rb'):
+            pass
+    except OSError as exc:
+        raise ImageError(f'{where}: cannot be read ({exc.strerror or exc}).') from None
+    return decode(path, where)
+
+
 def cut_item(item, cut):
     """One scene ``(key, {stream: image or path})`` -> ``(records, counts)``: ``records`` are ``(sub_key, {stream:
     (value, shape)})`` with the values encoded in ``cut.fmt``; runs in a worker process."""
     from basicsr_restore.data.lmdb_io import encode_value, image_shape, safe_key
-    from basicsr_restore.imageio import decode
     from basicsr_restore.prepare.common import keep_sharpest
 
     key, sources = item
-    imgs = {s: decode(sources[s], f'{key}: {s}') if isinstance(sources[s], str) else sources[s] for s in cut.streams}
+    imgs = {s: read_source(sources[s], s) if isinstance(sources[s], str) else sources[s] for s in cut.streams}
     shapes = {s: img.shape for s, img in imgs.items()}
     if len({shape[:2] for shape in shapes.values()}) != 1:
         raise ValueError(f'{key}: the views differ in size ({shapes}); all views of one scene must be aligned '
