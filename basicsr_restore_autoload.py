@@ -107,16 +107,22 @@ class _BasicsrHook:
         if fullname != 'basicsr':
             return None
         _remove(cls)
-        for finder in list(sys.meta_path):
-            find = getattr(finder, 'find_spec', None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
-            spec.loader = _AfterExec(spec.loader)
-        return spec
+        return spec_with_loader(cls, fullname, path, target, _AfterExec)
+
+
+def spec_with_loader(finder_class, fullname, path, target, wrap):
+    """The spec the other finders on ``sys.meta_path`` give for ``fullname``, its loader wrapped in ``wrap(loader)``
+    (a finder that watches a module's execution asks here); None when no finder has it."""
+    for finder in list(sys.meta_path):
+        find = getattr(finder, 'find_spec', None) if finder is not finder_class else None
+        spec = find(fullname, path, target) if find is not None else None
+        if spec is not None:
+            break
+    else:
+        return None
+    if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+        spec.loader = wrap(spec.loader)
+    return spec
 
 
 class _AfterExec:

@@ -118,11 +118,13 @@ setup(
         'scikit-image',
         'tqdm',
         'matplotlib>=3.6',
+        'safetensors>=0.4',
         "setuptools; python_version >= '3.12'",
     ],
     extras_require={
         'export': ['onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7'],
-        'test': ['pytest>=7', 'pytest-xdist>=3.2', 'jsonschema>=4', 'build', 'setuptools>=64', 'wheel', 'pyflakes',
+        'spandrel': ['spandrel>=0.4.2'],
+        'test': ['pytest>=7', 'pytest-xdist>=3.2', 'jsonschema>=4', 'spandrel>=0.4.2', 'build', 'setuptools>=64', 'wheel', 'pyflakes',
                  'onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7', 'selenium>=4.11'],
     },
     entry_points={

@@ -14,7 +14,9 @@ Which entry of a file holds the weights (the same rule everywhere, :func:`detect
 
 Wrapper prefixes are stripped from every key: ``module.`` (DataParallel, DDP) and ``_orig_mod.``
 (``torch.compile``). Files are opened with ``torch.load(weights_only=True)`` (tensors and plain containers,
-no code runs) unless the caller says the file is trusted. Weights with NaN/Inf are refused.
+no code runs) unless the caller says the file is trusted; ``.safetensors`` files (recognised by their content) hold
+no code by construction and are read the same way for every caller (:mod:`basicsr_restore.safetensors_io`).
+Weights with NaN/Inf are refused.
 """
 import inspect
 import json
@@ -26,6 +28,7 @@ import torch
 import yaml
 from torch import nn
 
+from basicsr_restore import safetensors_io
 from basicsr_restore.errors import RestoreError
 
 
@@ -58,12 +61,18 @@ def check_finite(state, where):
 def read_checkpoint(path, trusted=False, what='weights', trust_hint='pass --trusted'):
     """``torch.load`` ``path`` on the CPU, weights-only unless ``trusted``; clear errors for every failure.
 
-    A trusted file holding a whole pickled ``nn.Module`` is accepted: its ``state_dict()`` is returned.
+    A trusted file holding a whole pickled ``nn.Module`` is accepted: its ``state_dict()`` is returned. A
+    safetensors file (recognised by its content) is read by :func:`basicsr_restore.safetensors_io.read` into the
+    same dict a ``.pth`` file gives (``params``/``params_ema``/``network_g``, or a bare state dict); it runs no
+    code, so ``trusted`` does not matter.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} '{path}' does not exist (weights are never downloaded: give a local file).")
     if os.path.isdir(path):
-        raise CheckpointError(f"{what} '{path}' is a folder; give the weights file itself (.pth, .pkl, .pt).")
+        raise CheckpointError(f"{what} '{path}' is a folder; give the weights file itself (.pth, .pkl, .pt, "
+                              '.safetensors).')
+    if safetensors_io.is_safetensors(path):  # no pickle: nothing to trust, read the same way for every caller
+        return safetensors_io.read(path, what)
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=not trusted)
     except pickle.UnpicklingError as exc:
@@ -79,6 +88,35 @@ def read_checkpoint(path, trusted=False, what='weights', trust_hint='pass --trus
     if isinstance(checkpoint, nn.Module):
         checkpoint = checkpoint.state_dict()
     return checkpoint
+
+
+# --------------------------------------------------------------------------------------------- writing
+#: the formats network checkpoints are written in (``logger.save_format``, ``convert --to``) and their extensions
+SAVE_FORMATS = {'pth': '.pth', 'safetensors': safetensors_io.EXTENSION}
+
+
+def format_of(path):
+    """The format a weights file is written in, by its name: ``safetensors`` for ``*.safetensors``, else ``pth``."""
+    return 'safetensors' if str(path).lower().endswith(safetensors_io.EXTENSION) else 'pth'
+
+
+def dump_weights(payload, path, fmt='pth', where='weights'):
+    """Write ``payload`` (``{'params': ..., 'params_ema': ..., 'network_g': ...}``) to ``path`` as ``fmt``: torch's
+    zip file, or safetensors (which refuses NaN/Inf weights and anything but those entries). Not atomic."""
+    if fmt == 'safetensors':
+        safetensors_io.dump(payload, path, where)
+    elif fmt == 'pth':
+        torch.save(payload, path)
+    else:
+        raise ValueError(f'unknown weights format {fmt!r}: one of {", ".join(SAVE_FORMATS)}.')
+
+
+def latest_weights(folder, label='net_g_latest'):
+    """``folder/<label>.pth`` or ``.safetensors``, whichever exists (the newer when both do); the ``.pth`` path when
+    neither does (for the error message)."""
+    paths = [os.path.join(folder, label + ext) for ext in SAVE_FORMATS.values()]
+    present = [p for p in paths if os.path.isfile(p)]
+    return max(present, key=os.path.getmtime) if present else paths[0]
 
 
 def _first_line(exc):

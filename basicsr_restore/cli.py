@@ -109,8 +109,10 @@ def _bench_arguments(p):
 
 @verb('convert', 'any checkpoint -> a BasicSR {params: ...} file that records its network, with a report')
 def _convert_arguments(p):
-    p.add_argument('src', help='checkpoint to convert (.pth, .pkl, .pt)')
+    p.add_argument('src', help='checkpoint to convert (.pth, .pkl, .pt, .safetensors)')
     p.add_argument('dst', help='BasicSR weights file to write')
+    p.add_argument('--to', choices=['pth', 'safetensors'],
+                   help="format of DST: torch's zip file or safetensors (default: by DST's extension)")
     p.add_argument('--param-key', help='key that holds the weights (default: detected)')
     p.add_argument('--arch', help='check the weights against this registered network (strict)')
     p.add_argument('--arch-args', nargs='+', metavar='K=V', default=[],
@@ -137,7 +139,8 @@ def _manifest_arguments(p):
 @verb('report', "score a run's network on the validation sets of its option file; draw its training curves")
 def _report_arguments(p):
     p.add_argument('-opt', required=True, help='the option file the run was trained with')
-    p.add_argument('--weights', help='weights file (default: experiments/<name>/models/net_g_latest.pth)')
+    p.add_argument('--weights', help='weights file (default: experiments/<name>/models/net_g_latest.pth or '
+                   '.safetensors)')
     p.add_argument('--out', help='folder for the strips and curves (default: results/<name>_report)')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
 

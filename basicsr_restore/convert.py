@@ -6,19 +6,36 @@ with ``--ema``), which ``path.pretrain_network_g`` loads with the default ``para
 mapped: the key the weights were under, the prefixes stripped, the tensor and value counts, the network (named
 by ``--arch``, else identified from the key layout) and the strict match against it. The source is read
 weights-only: a file that pickles other Python objects is refused unless ``--trusted`` says it comes from a
-trusted source. An existing DST is never replaced without ``--overwrite``.
+trusted source. An existing DST is never replaced without ``--overwrite``. ``--to safetensors`` (or a DST named
+``*.safetensors``) writes a safetensors file (``params.<key>`` tensors, the record in its metadata) instead of
+torch's zip file; any file that can be read converts, safetensors ones included.
 """
 import os
 from collections import OrderedDict
-
-import torch
 
 from basicsr_restore import checkpoints
 from basicsr_restore.imageio import atomic_path
 
 
-def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trusted=False, overwrite=False):
-    """Convert ``src`` into ``dst``; returns the report lines (also used by the tests)."""
+def output_format(dst, to=None):
+    """The format to write: ``to`` (``--to``), else by DST's extension (``.safetensors`` or torch's ``pth``); an
+    error when ``to`` and the extension disagree."""
+    by_name = checkpoints.format_of(dst)
+    ext = os.path.splitext(str(dst))[1].lower()
+    if to is None:
+        return by_name
+    if to not in checkpoints.SAVE_FORMATS:
+        raise ValueError(f"--to {to!r}: one of {', '.join(checkpoints.SAVE_FORMATS)}.")
+    if (to == 'safetensors') != (by_name == 'safetensors') and ext in ('.safetensors', '.pth', '.pt', '.pkl'):
+        raise ValueError(f"--to {to} but the output '{dst}' is named {ext}: name it "
+                         f"'{os.path.splitext(str(dst))[0]}{checkpoints.SAVE_FORMATS[to]}'.")
+    return to
+
+
+def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trusted=False, overwrite=False, to=None):
+    """Convert ``src`` into ``dst`` (written as ``to``: ``pth`` or ``safetensors``, by default by DST's extension);
+    returns the report lines (also used by the tests)."""
+    fmt = output_format(dst, to)
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError('the output must be a new file, not the source itself.')
     if os.path.exists(dst) and not overwrite:
@@ -37,7 +54,11 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
                                               prefer_ema=True, where=f"'{src}'")
     values = sum(v.numel() for v in state.values())
     dtypes = sorted({str(v.dtype).replace('torch.', '') for v in state.values()})
-    lines = [f"source: {src} ({'trusted, full unpickling' if trusted else 'weights-only load'})"]
+    if checkpoints.safetensors_io.is_safetensors(src):
+        how = 'safetensors, no code'
+    else:
+        how = 'trusted, full unpickling' if trusted else 'weights-only load'
+    lines = [f'source: {src} ({how})']
     if info['top_keys']:
         lines.append(f"top-level keys: {', '.join(info['top_keys'])}")
     lines.append(f'weights: {checkpoints.describe(info)}; {values:,} values ({", ".join(dtypes)})')
@@ -67,13 +88,14 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
     folder = os.path.dirname(os.path.abspath(dst))
     os.makedirs(folder, exist_ok=True)
     with atomic_path(dst) as tmp:  # a failed or interrupted write leaves nothing behind
-        torch.save(payload, tmp)
-    lines.append(f"wrote: {dst} with {list(payload)} (load with path.pretrain_network_g: {dst}, param_key_g: params)")
+        checkpoints.dump_weights(payload, tmp, fmt, where=f"output '{dst}'")
+    lines.append(f"wrote: {dst} ({fmt}) with {list(payload)} (load with path.pretrain_network_g: {dst}, "
+                 'param_key_g: params)')
     return lines
 
 
 def run(args):
     for line in convert(args.src, args.dst, args.param_key, args.arch, args.arch_args, args.ema, args.trusted,
-                        args.overwrite):
+                        args.overwrite, args.to):
         print(line)
     return 0

@@ -29,7 +29,8 @@ TOP_LEVEL = {'name': Text(), 'model_type': Text(), 'scale': Int(1), 'num_gpu': E
              'dist_params': Mapping(null=True), 'find_unused_parameters': Bool(),
              'speed': Either(Mapping(), Choice('best'), null=True), ALLOW: Either(Bool(), Items(Text())),
              **{key: Anything() for key in RUNNER_WRITTEN}}
-LOGGER = {'print_freq': Int(1), 'save_checkpoint_freq': Int(1), 'use_tb_logger': Bool(), 'wandb': Mapping(null=True)}
+LOGGER = {'print_freq': Int(1), 'save_checkpoint_freq': Int(1), 'use_tb_logger': Bool(), 'wandb': Mapping(null=True),
+          'save_format': Choice('pth', 'safetensors')}
 WANDB = {'project': Text(null=True), 'resume_id': Text(null=True)}
 DIST_PARAMS = {'backend': Choice('nccl', 'gloo', 'mpi', 'ucc'), 'port': Int(1, 65535)}
 #: folders parse_options adds under ``path``

@@ -134,16 +134,8 @@ class _ModuleWatch:
     def find_spec(cls, fullname, path=None, target=None):
         if _done or not fullname.startswith(_PACKAGE + '.'):
             return None
-        for finder in list(sys.meta_path):
-            find = getattr(finder, 'find_spec', None) if finder is not cls else None
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
-            spec.loader = _Counted(spec.loader)
-        return spec
+        import basicsr_restore_autoload
+        return basicsr_restore_autoload.spec_with_loader(cls, fullname, path, target, _Counted)
 
 
 class _Counted:

@@ -26,13 +26,14 @@ from basicsr.utils import tensor2img
 from basicsr_restore.archs.layers import mean_of_views
 from basicsr_restore.imageio import atomic_path, batch_to_float, labelled, write_image
 from basicsr_restore.inference import restore_any_size
+from basicsr_restore import checkpoints
 from basicsr_restore.checkpoints import load_network, load_options
 
 
 def run(args):
     opt = load_options(args.opt)
     name = opt['name']
-    weights = args.weights or os.path.join('experiments', name, 'models', 'net_g_latest.pth')
+    weights = args.weights or checkpoints.latest_weights(os.path.join('experiments', name, 'models'))
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights '{weights}' not found: train first (python -m basicsr.train -opt "
                                 f'{args.opt}) or pass --weights.')

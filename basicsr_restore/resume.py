@@ -213,13 +213,44 @@ def sweep_stale_temporaries(opt, logger=None):
     return removed
 
 
+#: the extensions a network checkpoint of a run may have (``logger.save_format``: pth or safetensors)
+SAFETENSORS = '.safetensors'
+
+
 def _check_loadable(path):
-    torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    if path.endswith(SAFETENSORS):
+        from basicsr_restore import safetensors_io
+        safetensors_io.read_header(path, 'network file')  # every tensor's bytes are in the file
+    else:
+        torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+
+
+def network_file(opt, basename, iteration):
+    """``models/net_<basename>_<iteration>`` with the extension it was saved with: the one of ``logger.save_format``
+    when that file exists, else the other one when it exists (the format changed during the run), else the one of
+    ``logger.save_format``."""
+    fmt = (opt.get('logger') or {}).get('save_format') or 'pth'
+    exts = ['.pth', SAFETENSORS] if fmt == 'pth' else [SAFETENSORS, '.pth']
+    paths = [os.path.join(opt['path']['models'], f'net_{basename}_{iteration}{ext}') for ext in exts]
+    return next((p for p in paths if os.path.isfile(p)), paths[0])
 
 
 def _network_files(opt, iteration):
     names = [k[len('network_'):] for k in opt if k.startswith('network_')]
-    return [os.path.join(opt['path']['models'], f'net_{n}_{iteration}.pth') for n in names]
+    return [network_file(opt, n, iteration) for n in names]
+
+
+def _resumed_network_paths(opt, iteration):
+    """After basicsr's ``check_resume`` (which names ``net_<x>_<iter>.pth``): the file that was actually saved."""
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    for key in [k for k in opt if k.startswith('network_')]:
+        if key in ignored:
+            continue
+        option = f'pretrain_{key}'
+        path = network_file(opt, key[len('network_'):], iteration)
+        if opt['path'].get(option) != path:
+            opt['path'][option] = path
+            print(f'Set {option} to {path}')
 
 
 def newest_loadable_state(opt, state_dir):
@@ -280,4 +311,5 @@ def load_resume_state(opt):
     _RESUMED.clear()
     _RESUMED.update(resumed=True, progress=state.get('progress'))
     check_resume(opt, state['iter'])
+    _resumed_network_paths(opt, state['iter'])
     return state

@@ -15,7 +15,10 @@ Every ``*_arch.py`` gives its network class a ``card`` (a :class:`NetworkCard`).
 * ``batch_rule`` -- set when a BatchNorm sees one value per sample, so that training needs batches of 2;
 * ``read_arguments`` -- ``layout -> [kwargs, ...]``: the constructor arguments that a checkpoint's key layout
   (``{key: shape}``) shows (widths, depths, input channels); :mod:`basicsr_restore.identify` builds each
-  candidate and keeps the one whose layout is the checkpoint's, key for key and shape for shape.
+  candidate and keeps the one whose layout is the checkpoint's, key for key and shape for shape;
+* ``half_precision_db`` -- PSNR (dB) of the network's output with its weights and input in fp16 and in bf16 against
+  fp32, on a 64x64 crop of a real photo (scikit-image's astronaut), first preset, seeded random weights, measured by
+  ``scripts/half_precision.py``: what spandrel's ``supports_half``/``supports_bfloat16`` are set from.
 
 Plain Python and torch: importing this module needs no basicsr.
 """
@@ -76,6 +79,7 @@ class NetworkCard:
     batch_rule: Optional[str] = None
     read_arguments: Optional[Callable[[Mapping], list]] = None
     notes: Tuple[str, ...] = field(default=())
+    half_precision_db: Mapping = field(default_factory=dict)
 
     @property
     def multi_output(self):

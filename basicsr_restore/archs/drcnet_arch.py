@@ -213,6 +213,7 @@ CARD = NetworkCard(
     tiny={'wf': 8, 'depth': 3},
     checkpoint_blocks=('DFRBlock', 'UpBlock'),
     read_arguments=read_arguments,
+    half_precision_db={'fp16': 82.7, 'bf16': 63.9},  # scripts/half_precision.py
 )
 
 

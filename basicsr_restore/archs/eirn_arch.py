@@ -315,6 +315,7 @@ CARD = NetworkCard(
     tiny={'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'num_cab': 1},
     checkpoint_blocks=('QKB', 'CAB', 'MFFB'),
     read_arguments=read_arguments,
+    half_precision_db={'fp16': 79.5, 'bf16': 61.7},  # scripts/half_precision.py
 )
 
 

@@ -30,7 +30,9 @@ lists every key it reads, and any other key is an error before the run starts, s
 * validation scored with the dataset's protocol (``val.metric_input``, ``val.save_bit_depth``, per-image tables at
   the end of ``basicsr.test`` runs), **sharded over DDP ranks** and gathered (equal to one process);
 * checkpoints and training states written atomically (a crash never leaves a truncated file), and
-  ``path.pretrain_network_g`` files checked up front, with clear messages.
+  ``path.pretrain_network_g`` files checked up front, with clear messages;
+* ``logger.save_format: safetensors`` writes the network checkpoints as ``net_g_<iter>.safetensors`` (no pickle;
+  the ``network_g`` record in the metadata); training states stay ``<iter>.state`` torch files (optimizer state).
 """
 import copy
 import math
@@ -231,10 +233,12 @@ class RestorationModel(SRModel):
                                f'{len(unexpected)} unexpected.')
 
     def _atomic_save(self, obj, path):
+        """``obj`` to ``path`` through a temporary file; ``*.safetensors`` as safetensors, anything else (``.pth``,
+        training states) with ``torch.save``."""
         for attempt in range(3):
             try:
                 with atomic_path(path) as tmp:
-                    torch.save(obj, tmp)
+                    checkpoints.dump_weights(obj, tmp, checkpoints.format_of(path), where=path)
                 return
             except OSError as exc:
                 get_root_logger().warning(f'Saving {path} failed ({exc}); retry {attempt + 1}/3.')
@@ -256,7 +260,8 @@ class RestorationModel(SRModel):
         if self._last_good is None:
             return 'none (no checkpoint was saved in this run yet)'
         iteration = self._last_good
-        return (f"{os.path.join(self.opt['path']['models'], f'net_g_{iteration}.pth')} with its training state "
+        network = os.path.join(self.opt['path']['models'], f'net_g_{iteration}{self.weights_extension()}')
+        return (f"{network} with its training state "
                 f"{os.path.join(self.opt['path']['training_states'], f'{iteration}.state')}")
 
     def save(self, epoch, current_iter):
@@ -270,10 +275,17 @@ class RestorationModel(SRModel):
         if current_iter != -1:
             self._last_good = current_iter
 
+    def save_format(self):
+        """``logger.save_format``: ``pth`` (basicsr's, the default) or ``safetensors`` (network checkpoints only)."""
+        return (self.opt.get('logger') or {}).get('save_format') or 'pth'
+
+    def weights_extension(self):
+        return checkpoints.SAVE_FORMATS[self.save_format()]
+
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
         label = 'latest' if current_iter == -1 else current_iter
-        path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
+        path = os.path.join(self.opt['path']['models'], f'{net_label}_{label}{self.weights_extension()}')
         nets, keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
         payload = {}
         for net_, key in zip(nets, keys):
