@@ -57,9 +57,10 @@ def demo_checkpoint(tmp_path_factory):
 def test_readme_examples_run_as_written_without_basicsr(demo_checkpoint):
     root, _ = demo_checkpoint
     blocks = readme_python_blocks()
-    assert len(blocks) == 2, 'the README shows two Python examples'
+    assert len(blocks) == 3, 'the README shows three Python examples (load and restore, options, spandrel)'
     code = BLOCK_BASICSR + '\n'.join(blocks) + '''
 assert restored.shape == image.shape and restored.dtype == image.dtype
+assert model.architecture.id == 'IRNeXt' and model.purpose == 'Restoration'
 assert not any(m == 'basicsr' or m.startswith('basicsr.') for m in sys.modules)
 '''
     proc = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True, text=True, timeout=600,
