@@ -125,8 +125,8 @@ def spec_with_loader(finder_class, fullname, path, target, wrap):
     return spec
 
 
-class _AfterExec:
-    """Delegates to basicsr's loader, then loads the ``basicsr.plugins`` entry points."""
+class DelegatingLoader:
+    """A loader that answers as ``loader`` does; a subclass watches ``exec_module``."""
 
     def __init__(self, loader):
         self._loader = loader
@@ -136,6 +136,10 @@ class _AfterExec:
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
+
+
+class _AfterExec(DelegatingLoader):
+    """Delegates to basicsr's loader, then loads the ``basicsr.plugins`` entry points."""
 
     def exec_module(self, module):
         self._loader.exec_module(module)

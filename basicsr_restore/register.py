@@ -21,6 +21,8 @@ import pkgutil
 import sys
 import threading
 
+import basicsr_restore_autoload
+
 KINDS = ('arch', 'dataset', 'loss', 'metric', 'model')
 #: registry name -> names registered by this package, in registration order
 OURS = {name: [] for name in KINDS}
@@ -134,22 +136,12 @@ class _ModuleWatch:
     def find_spec(cls, fullname, path=None, target=None):
         if _done or not fullname.startswith(_PACKAGE + '.'):
             return None
-        import basicsr_restore_autoload
         return basicsr_restore_autoload.spec_with_loader(cls, fullname, path, target, _Counted)
 
 
-class _Counted:
+class _Counted(basicsr_restore_autoload.DelegatingLoader):
     """Delegates to the module's loader, counting the modules of this package executing in this thread; when the
     outermost one has finished, a registration asked for meanwhile runs."""
-
-    def __init__(self, loader):
-        self._loader = loader
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
 
     def exec_module(self, module):
         module.__spec__.loader = module.__loader__ = self._loader  # the real loader answers from now on
@@ -171,10 +163,9 @@ def _run_deferred():
     try:
         register_all()
     except Exception as exc:  # as the hook reports a plugin that fails to load: one warning, basicsr goes on
-        import basicsr_restore_autoload as autoload
-        if _PACKAGE in autoload.LOADED:
-            autoload.LOADED.remove(_PACKAGE)
-        autoload._report_failure(_PACKAGE, exc)
+        if _PACKAGE in basicsr_restore_autoload.LOADED:
+            basicsr_restore_autoload.LOADED.remove(_PACKAGE)
+        basicsr_restore_autoload._report_failure(_PACKAGE, exc)
 
 
 def watch_imports():

@@ -176,7 +176,7 @@ def test_ctrl_c_during_prepare_ends_with_one_line_and_the_rerun_finishes(tmp_pat
     write_folder(tmp_path / 'gt', images)
     write_folder(tmp_path / 'lq', {k: noisy(v, seed=i) for i, (k, v) in enumerate(images.items())})
     args = [os.path.join(BIN, 'basicsr-restore'), 'prepare', 'paired', '--gt', 'gt', '--lq', 'lq', '--out', 'out',
-            '--compress-level', '9']
+            '--compress-level', '9', '--format', 'png']  # PNG at level 9: slow enough to interrupt
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / 'out' / 'lq.lmdb.partial').exists() and time.time() < deadline and proc.poll() is None:
