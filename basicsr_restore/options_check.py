@@ -1,4 +1,4 @@
-"""Every key of an option file is honoured or rejected, before anything runs.
+"""Every key and value of an option file is honoured or rejected, before anything runs or any folder is made.
 
 BasicSR reads the keys it knows and ignores the rest, so a misspelt ``emma_decay`` trains without EMA and a
 misspelt ``test_y_chanel`` scores on RGB. For runs of this package's models (those that declare
@@ -11,7 +11,12 @@ misspelt ``test_y_chanel`` scores on RGB. For runs of this package's models (tho
 * every dataset of this package (its ``OPTION_KEYS``) and basicsr's ``PairedImageDataset``;
 * ``speed``: the switches of :mod:`basicsr_restore.speed`, keys and values (or the word ``best``).
 
-All problems are reported together, each with the closest valid name. ``allow_unknown_keys: true`` at the
+Values follow their rules (:mod:`basicsr_restore.option_rules`: the keys' tables here and in ``OPTION_KEYS``, the
+signatures of the named classes); the optimizer, the scheduler and the network check their own arguments (built on a
+probe, on the meta device); values that must agree are compared (warm-up and schedule against ``total_iter``,
+``gt_size`` against the network's size rule, batches against its BatchNorm); files and folders must exist.
+
+All problems are reported together, one line each, unknown keys with the closest valid name. ``allow_unknown_keys: true`` at the
 top of the option file turns the unknown-*key* checks off (type names are still checked); a list such as
 ``allow_unknown_keys: [train.my_key, datasets.train.extra]`` allows just those keys (and what is below them).
 """
