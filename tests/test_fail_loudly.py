@@ -178,7 +178,10 @@ def test_ctrl_c_during_prepare_ends_with_one_line_and_the_rerun_finishes(tmp_pat
     write_folder(tmp_path / 'lq', {k: noisy(v, seed=i) for i, (k, v) in enumerate(images.items())})
     args = [os.path.join(BIN, 'basicsr-restore'), 'prepare', 'paired', '--gt', 'gt', '--lq', 'lq', '--out', 'out',
             '--compress-level', '9', '--format', 'png', '--workers', '1']  # PNG at level 9 on one core: seconds
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: SIGINT at its default in the child (a pytest worker may have inherited it
+    # ignored, and Python keeps an ignored SIGINT ignored)
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / 'out' / 'gt.lmdb.partial').exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
