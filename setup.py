@@ -125,11 +125,12 @@ setup(
         'export': ['onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7'],
         'spandrel': ['spandrel>=0.4.2'],
         'test': ['pytest>=7', 'pytest-xdist>=3.2', 'jsonschema>=4', 'spandrel>=0.4.2', 'build', 'setuptools>=64', 'wheel', 'pyflakes',
+                 'import-linter>=2.1',
                  'onnx>=1.23', 'onnxruntime>=1.20', 'onnxscript>=0.7', 'selenium>=4.11'],
     },
     entry_points={
-        'console_scripts': ['basicsr-restore = basicsr_restore.cli:main'],
-        'basicsr.plugins': ['basicsr_restore = basicsr_restore.register:register_all'],
+        'console_scripts': ['basicsr-restore = basicsr_restore.commands.cli:main'],
+        'basicsr.plugins': ['basicsr_restore = basicsr_restore.host.registration:register_all'],
     },
     cmdclass={'build_py': BuildWithHook, 'editable_wheel': EditableWithHook, 'develop': DevelopWithHook},
 )

@@ -13,15 +13,15 @@ The Python API (:mod:`basicsr_restore.api`, plain torch)::
 """
 __version__ = '0.1.0'
 
-from basicsr_restore import compat as _compat
-from basicsr_restore import register as _registration
+from basicsr_restore.host import compat as _compat
+from basicsr_restore.host import registration as _registration
 
 _compat.ensure_import_fixes()
 _registration.watch_imports()  # a module of ours that imports basicsr first is registered once it has finished
 
 
 def _register():
-    from basicsr_restore.register import register_all
+    from basicsr_restore.host.registration import register_all
     register_all()
 
 

@@ -4,10 +4,10 @@
     net = basicsr_restore.load('net_g_latest.pth')       # any supported layout; the network is found for you
     out = net.restore(image)                              # numpy H x W x C (RGB) or a tensor, any size
 
-``load`` reads the file the way ``infer`` does (:func:`basicsr_restore.checkpoints.open_network`: the network
+``load`` reads the file the way ``infer`` does (:func:`basicsr_restore.core.checkpoints.open_network`: the network
 named by ``arch``, else the one the file records, else the one its key layout identifies); ``build`` makes a
 network of this package by name and preset (untrained, e.g. to train or to load weights into). ``restore``
-runs the inference path of ``infer`` (:mod:`basicsr_restore.inference`): padding to the size rule, optional
+runs the inference path of ``infer`` (:mod:`basicsr_restore.core.inference`): padding to the size rule, optional
 tiles and self-ensemble, the final output.
 
 Plain torch: no basicsr needed.
@@ -17,10 +17,10 @@ import logging
 import numpy as np
 import torch
 
-from basicsr_restore import checkpoints
-from basicsr_restore import speed as speeds
-from basicsr_restore.imageio import ImageError, picture_from_array
-from basicsr_restore.inference import Restorer, pick_device, to_output, to_tensor
+from basicsr_restore.core import checkpoints, state_dicts
+from basicsr_restore.core import speed as speeds
+from basicsr_restore.core.imageio import ImageError, picture_from_array
+from basicsr_restore.core.inference import Restorer, pick_device, to_output, to_tensor
 
 __all__ = ['Network', 'build', 'load']
 
@@ -65,7 +65,7 @@ class Network:
         uint8, uint16 or float32/float64 in [0, 1]; or a float tensor (3, H, W) or (N, 3, H, W) in [0, 1].
         Any size: the input is padded to the network's size rule and the output cropped back. ``tile`` (pixels,
         0 = whole image) and ``overlap`` bound the memory; ``tta`` averages the 8 flips/rotations; ``speed``
-        is a :class:`basicsr_restore.speed.Speed` or 'best' (default: fp32). ``bgr=True``: the array is in
+        is a :class:`basicsr_restore.core.speed.Speed` or 'best' (default: fp32). ``bgr=True``: the array is in
         OpenCV's channel order (as ``cv2.imread`` gives it; then 2 channels are read as gray + alpha, as files).
         """
         if tile < 0 or overlap < 0:
@@ -79,8 +79,8 @@ class Network:
         return self._restore_array(image, restorer, bgr)
 
     def pick_speed(self, speed, log=None):
-        """The :class:`~basicsr_restore.speed.Speed` that ``restore(speed=...)`` runs with: ``None``/'fp32' = none,
-        'best' = the device's preset (:func:`basicsr_restore.speed.resolve`, the rule of training, ``infer`` and
+        """The :class:`~basicsr_restore.core.speed.Speed` that ``restore(speed=...)`` runs with: ``None``/'fp32' = none,
+        'best' = the device's preset (:func:`basicsr_restore.core.speed.resolve`, the rule of training, ``infer`` and
         ``serve``; its choice and reason go to ``log``, by default this package's :mod:`logging` logger, once per
         process), or a ``Speed`` as given."""
         if speed is None or speed == 'fp32':
@@ -90,7 +90,7 @@ class Network:
             return speeds.resolve('best', self.device, log, where='restore speed')
         if isinstance(speed, speeds.Speed):
             return speed
-        raise ValueError(f"restore: speed must be None, 'fp32', 'best' or a basicsr_restore.speed.Speed, got "
+        raise ValueError(f"restore: speed must be None, 'fp32', 'best' or a basicsr_restore.core.speed.Speed, got "
                          f'{speed!r}.')
 
     @staticmethod
@@ -132,7 +132,7 @@ def load(weights, arch=None, preset=None, param_key=None, trusted=False, device=
     if arch:
         kwargs = dict(_preset_kwargs(arch, preset), **arch_args)
     net, info = checkpoints.open_network(weights, arch, kwargs, param_key, trusted=trusted, what='weights')
-    source = f"{info['network']} <- {weights}: {checkpoints.describe(info)}; {info['found']}"
+    source = f"{info['network']} <- {weights}: {state_dicts.describe(info)}; {info['found']}"
     return Network(net, info['name'], info['kwargs'], source, device)
 
 

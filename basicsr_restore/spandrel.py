@@ -5,7 +5,7 @@
     basicsr_restore.spandrel.install()          # once; adds MIRNet, ChaIR, IRNeXt, DRCNet, EIRN
     model = spandrel.ModelLoader().load_from_file('net_g_latest.pth')   # or an authors' release, or .safetensors
 
-Detection is this package's own identification (:mod:`basicsr_restore.identify`): a state dict is claimed only when
+Detection is this package's own identification (:mod:`basicsr_restore.core.identify`): a state dict is claimed only when
 its key layout is exactly an official configuration's or one rebuilt from the shapes, so a file of another network
 is never claimed and spandrel's own architectures (and its error) stand. The descriptor restores like
 ``basicsr-restore infer`` without tiles: padded at the bottom/right to the network's size rule (spandrel's
@@ -13,10 +13,11 @@ is never claimed and spandrel's own architectures (and its error) stand. The des
 
 ``install`` needs spandrel (``pip install basicsr-restore[spandrel]``); nothing else here imports it.
 """
-from basicsr_restore.checkpoints import load_into, strip_prefixes
-from basicsr_restore.errors import RestoreError
-from basicsr_restore.identify import UnknownLayout, identify, networks
-from basicsr_restore.inference import final_output
+from basicsr_restore.core.errors import RestoreError
+from basicsr_restore.core.identify import UnknownLayout, identify
+from basicsr_restore.core.inference import final_output
+from basicsr_restore.core.registry import network_classes
+from basicsr_restore.core.state_dicts import load_into, strip_prefixes
 
 #: half-precision support of each network: PSNR (dB) of its fp16 and bf16 outputs against fp32 on a real photo must
 #: reach this (``tests/test_spandrel.py`` measures every network and checks the flags below against it)
@@ -41,7 +42,7 @@ def _input_channels(kwargs):
 
 
 def identify_state(state, cls):
-    """The :class:`~basicsr_restore.identify.Identified` configuration of ``cls`` whose layout is ``state``'s
+    """The :class:`~basicsr_restore.core.identify.Identified` configuration of ``cls`` whose layout is ``state``'s
     (prefixes such as ``module.``/``_orig_mod.`` stripped), or None."""
     state = {k: v for k, v in state.items() if hasattr(v, 'shape')}
     for wrapper in ('params_ema.', 'params.'):  # a safetensors file of this package: params_ema.<key>, params.<key>
@@ -94,7 +95,7 @@ def install(registry=None):
     registry = spandrel.MAIN_REGISTRY if registry is None else registry
     others = tuple(a.architecture.id for a in registry.architectures('insertion'))
     added = []
-    for cls in networks():
+    for cls in network_classes():
         present = registry.get(cls.__name__)
         if present is not None:
             if type(present.architecture).__name__ != f'{cls.__name__}Architecture':

@@ -8,7 +8,7 @@ import os
 
 def main(pipeline='train'):
     import basicsr_restore  # noqa: F401  (registers everything; installs the import fixes)
-    from basicsr_restore import compat
+    from basicsr_restore.host import compat
     if pipeline == 'train':
         import basicsr.train as runner
         run = runner.train_pipeline

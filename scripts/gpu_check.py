@@ -27,7 +27,7 @@ import time
 
 import yaml
 
-from basicsr_restore.bench import RECIPES  # the shipped recipe of each network, as bench uses them
+from basicsr_restore.commands.bench import RECIPES  # the shipped recipe of each network, as bench uses them
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORKS = tuple(RECIPES)

@@ -17,7 +17,7 @@ def photo():
 
 
 def measure(cls, x):
-    from basicsr_restore.inference import final_output
+    from basicsr_restore.core.inference import final_output
     kwargs = next(iter(cls.card.presets.values())).kwargs
     torch.manual_seed(0)
     net = cls(**kwargs).eval()
@@ -33,9 +33,9 @@ def measure(cls, x):
 
 
 def main(names):
-    from basicsr_restore.identify import networks
+    from basicsr_restore.core.registry import network_classes
     x = photo()
-    for cls in networks():
+    for cls in network_classes():
         if not names or cls.__name__ in names:
             print(cls.__name__, measure(cls, x), flush=True)
 

@@ -57,7 +57,7 @@ def write_folder(folder, images):
 
 def cli(capsys, *args):
     """``basicsr-restore ARGS`` run in this process: ``(exit status, stdout, stderr)``."""
-    from basicsr_restore.cli import main
+    from basicsr_restore.commands.cli import main
     rc = main([str(a) for a in args])
     captured = capsys.readouterr()
     return rc, captured.out, captured.err

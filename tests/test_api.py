@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT, THREADS, cli, photo, write_folder
 
 import basicsr_restore
 from basicsr_restore.archs.irnext_arch import IRNeXt
-from basicsr_restore.imageio import ImageError
-
-from conftest import ROOT, THREADS, cli, photo, write_folder
+from basicsr_restore.core.imageio import ImageError
 
 BLOCK_BASICSR = '''
 import importlib.abc, sys

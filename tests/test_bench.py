@@ -9,14 +9,14 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import THREADS
 
 import basicsr_restore  # noqa: F401
-from basicsr_restore import bench, speed
-from basicsr_restore.bench import count_macs
-from basicsr_restore.cli import main
-from basicsr_restore.register import network_names
-
-from conftest import THREADS
+from basicsr_restore.commands import bench
+from basicsr_restore.commands.bench import count_macs
+from basicsr_restore.commands.cli import main
+from basicsr_restore.core import speed
+from basicsr_restore.core.registry import network_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = ['ChaIR', 'DRCNet', 'EIRN', 'IRNeXt', 'MIRNet']
@@ -190,6 +190,7 @@ def test_a_fork_recipe_trains_with_its_model_and_defaults(tmp_path, capsys, monk
     """-opt with a fork's model name: ImageRestorationModel clips at 0.01 by default; the EMA, optimizer and
     losses are the file's."""
     import yaml
+
     from basicsr_restore.models.fork_model import ImageRestorationModel
     steps, clips = [], []
     counting(monkeypatch, ImageRestorationModel, 'optimize_parameters', steps)

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
 
 import basicsr_restore  # noqa: F401  (registers the archs)
-from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_restore.archs.chair_arch import ChannelDynamicConv, SFConv
 
 

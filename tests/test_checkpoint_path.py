@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 import torch
 import yaml
-
-from basicsr_restore import checkpoints
-from basicsr_restore.archs.irnext_arch import IRNeXt
-
 from conftest import cli, run
+
+from basicsr_restore.archs.irnext_arch import IRNeXt
+from basicsr_restore.core import checkpoints
 
 TINY = dict(IRNeXt.card.tiny)
 

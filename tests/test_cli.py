@@ -10,12 +10,11 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 PROBE = r'''
 import contextlib, io, json, sys
-from basicsr_restore.cli import main
+from basicsr_restore.commands.cli import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     try:
@@ -34,7 +33,7 @@ def probe(*args):
 
 
 def verbs():
-    from basicsr_restore.cli import VERBS
+    from basicsr_restore.commands.cli import VERBS
     return list(VERBS)
 
 
@@ -53,7 +52,7 @@ def test_help_is_light_and_plain(args):
 
 def test_version():
     from basicsr_restore import __version__
-    proc = subprocess.run([sys.executable, '-m', 'basicsr_restore.cli', '--version'], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, '-m', 'basicsr_restore.commands.cli', '--version'], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == f'basicsr-restore {__version__}'
 
 
@@ -63,7 +62,7 @@ def test_version():
     (['zoo', 'NoSuchNet'], 'NoSuchNet'),
 ])
 def test_errors_are_one_plain_line(tmp_path, args, says):
-    proc = subprocess.run([sys.executable, '-m', 'basicsr_restore.cli', *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-m', 'basicsr_restore.commands.cli', *args], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
@@ -74,7 +73,8 @@ def test_errors_are_one_plain_line(tmp_path, args, says):
 
 
 def test_the_cli_tables_match_the_modules():
-    from basicsr_restore import bench, cli, speed
+    from basicsr_restore.commands import bench, cli
+    from basicsr_restore.core import speed
     assert cli.COMPILE_MODES == speed.COMPILE_MODES
     assert cli.BENCH_MODES == bench.MODE_FLAGS
 

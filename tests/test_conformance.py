@@ -13,8 +13,8 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.archs.card import constructor_arguments, layout, load_manifest, size_rule
-from basicsr_restore.inference import final_output, restore_any_size
-from basicsr_restore.register import OURS
+from basicsr_restore.core.inference import final_output, restore_any_size
+from basicsr_restore.core.registry import OURS
 
 NETWORKS = list(OURS['arch'])
 PRESETS = [(name, preset) for name in NETWORKS for preset in ARCH_REGISTRY.get(name).card.presets]

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import basicsr_restore  # noqa: F401
-from basicsr_restore import checkpoints
 from basicsr_restore.archs.irnext_arch import IRNeXt
-from basicsr_restore.cli import main
+from basicsr_restore.commands.cli import main
+from basicsr_restore.core import checkpoints
 
 TINY = ['--arch-args', *[f'{k}={v}' for k, v in IRNeXt.card.tiny.items()]]
 

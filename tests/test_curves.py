@@ -8,10 +8,9 @@ import types
 import cv2
 import numpy as np
 import pytest
-
-from basicsr_restore.report import draw_curves, parse_training_log, read_tensorboard, training_curves
-
 from conftest import cli, run, tiny_train_options, write_options
+
+from basicsr_restore.commands.report import draw_curves, parse_training_log, read_tensorboard, training_curves
 
 #: an excerpt of a real log (print_freq 1, val_freq 2, total_iter 4; basicsr validates once more after the end)
 REAL = """\

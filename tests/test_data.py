@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+from conftest import noisy, photo, run, write_folder
 
 import basicsr_restore  # noqa: F401
+from basicsr_restore.commands.prepare.store import write_pairs
+from basicsr_restore.core.errors import DataError
 from basicsr_restore.data.lmdb_io import LmdbWriter, read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.errors import DataError
-from basicsr_restore.prepare.common import write_pairs
-
-from conftest import noisy, photo, run, write_folder
 
 
 def dataset(gt, lq, phase='val', **opt):
@@ -185,7 +184,7 @@ def test_patches_cut_before_the_float_conversion_are_bit_identical_to_converting
     from basicsr.data.transforms import augment
     from basicsr.utils import img2tensor
 
-    from basicsr_restore.imageio import batch_to_float, decode, to_float
+    from basicsr_restore.core.imageio import batch_to_float, decode, to_float
     top = 255 if bits == 8 else 65535
     dtype = np.uint8 if bits == 8 else np.uint16
     gts = {f'p{i}.png': photo((40, 52), seed=i, dtype=dtype) for i in range(3)}

@@ -13,7 +13,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import BIN, run, tb_scalars, tiny_train_options, write_options
 
 TOTAL = 6

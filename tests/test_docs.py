@@ -6,12 +6,11 @@ import subprocess
 
 import pytest
 from basicsr.utils.registry import ARCH_REGISTRY
+from conftest import ROOT
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.archs.card import constructor_arguments
-from basicsr_restore.register import network_names
-
-from conftest import ROOT
+from basicsr_restore.core.registry import network_names
 
 SHIPPED = [n for n in network_names() if ARCH_REGISTRY.get(n).__module__.startswith('basicsr_restore.')]
 

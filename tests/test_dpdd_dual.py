@@ -10,13 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
-
-from basicsr_restore.archs.card import layout, load_manifest, size_rule  # importing the package registers the nets
-from basicsr_restore.inference import final_output, restore_any_size
-
 from conftest import ROOT, run
 from test_options import data_overrides, load, logs, tiny_overrides
 from test_prepare_dpdd import prepared_dpdd
+
+from basicsr_restore.archs.card import layout, load_manifest, size_rule  # importing the package registers the nets
+from basicsr_restore.core.inference import final_output, restore_any_size
 
 NETWORKS = ['IRNeXt', 'ChaIR', 'EIRN']  # the networks that got in_channels (MIRNet and DRCNet had theirs)
 #: the layers whose input is the image: the only ones whose shapes in_channels changes

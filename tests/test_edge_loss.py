@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
+from basicsr.utils.registry import LOSS_REGISTRY
 
 import basicsr_restore  # noqa: F401  (registers the losses)
-from basicsr.utils.registry import LOSS_REGISTRY
 from basicsr_restore.losses.edge_loss import EdgeLoss, laplacian
 
 

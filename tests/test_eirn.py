@@ -1,10 +1,10 @@
 """EIRN-R (reconstruction): stage outputs and their order, the query-map gating, the MPRNet ablation."""
 import pytest
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 import basicsr_restore  # noqa: F401  (registers the archs)
-from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_restore.archs.eirn_arch import EIRN, MFFB, QKB, QueryGate
 
 TINY = dict(EIRN.card.tiny)

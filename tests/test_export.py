@@ -5,17 +5,17 @@ import sys
 
 import pytest
 import torch
+from conftest import cli, run
 from torch import nn
 
-from basicsr_restore import export
 from basicsr_restore.archs.card import SizeRule
 from basicsr_restore.archs.chair_arch import ChaIR
 from basicsr_restore.archs.drcnet_arch import DRCNet
 from basicsr_restore.archs.eirn_arch import EIRN
 from basicsr_restore.archs.irnext_arch import IRNeXt, local_mean
 from basicsr_restore.archs.mirnet_arch import MIRNet
-from basicsr_restore.inference import final_output
-from conftest import cli, run
+from basicsr_restore.commands import export
+from basicsr_restore.core.inference import final_output
 
 NETWORKS = (MIRNet, ChaIR, IRNeXt, DRCNet, EIRN)
 FORMATS = tuple(export.FORMATS)
@@ -211,7 +211,7 @@ def test_cli_subprocess_exports_and_verifies(tmp_path):
     weights = tmp_path / 'mirnet.pth'
     torch.save({'params': net.state_dict()}, weights)
     out = tmp_path / 'deploy' / 'mirnet.pt'
-    args = [sys.executable, '-m', 'basicsr_restore.cli', 'export', '--weights', str(weights), '--format',
+    args = [sys.executable, '-m', 'basicsr_restore.commands.cli', 'export', '--weights', str(weights), '--format',
             'torchscript', '--size', '30x45', '-o', str(out), '--arch', 'MIRNet', '--arch-args', 'n_feat=8',
             'n_RRG=1', 'n_MSRB=1']
     proc = run(args, cwd=tmp_path)

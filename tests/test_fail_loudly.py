@@ -12,15 +12,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-import basicsr_restore  # noqa: F401
-from basicsr_restore.prepare.store import WriteOptions
-from basicsr_restore.checkpoints import CheckpointError
-from basicsr_restore.errors import OptionError
-from basicsr_restore.options_check import check_options
-
 from conftest import BIN, cli, noisy, photo, run, tiny_train_options, write_folder, write_options
 from test_guard import built
+
+import basicsr_restore  # noqa: F401
+from basicsr_restore.commands.prepare.store import WriteOptions
+from basicsr_restore.core.errors import OptionError
+from basicsr_restore.core.state_dicts import CheckpointError
+from basicsr_restore.host.option_checks import check_options
 
 
 def parsed(opt, is_train=True):
@@ -213,7 +212,7 @@ def test_a_preparation_killed_between_its_renames_is_refused_then_finished(tmp_p
         calls.append(path)
         real_publish(path)
 
-    from basicsr_restore.prepare import paired
+    from basicsr_restore.commands.prepare import paired
     monkeypatch.setattr(lmdb_io, 'publish_partial', dies_after_the_first)
     write_folder(tmp_path / 'gt', {'c.png': photo((32, 32), 5)})
     write_folder(tmp_path / 'lq', {'c.png': photo((32, 32), 6)})

@@ -8,14 +8,13 @@ import pytest
 import torch
 import yaml
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from conftest import run
 
 import basicsr_restore  # noqa: F401
 from basicsr_restore.archs.mirnet_arch import MIRNet
-from basicsr_restore.inference import grid_average, grid_starts
+from basicsr_restore.core.inference import grid_average, grid_starts
 from basicsr_restore.models import fork_recipe
 from basicsr_restore.models.lr_scheduler import CosineAnnealingRestartCyclicLR, TrueCosineAnnealingLR
-
-from conftest import run
 
 
 def lrs(scheduler_cls, steps, lr=1.0, **kwargs):
@@ -233,9 +232,9 @@ def test_fork_training_file_runs_through_the_stock_runner_with_the_forks_numbers
 
 
 def test_migrate_translates_every_fork_key_and_says_so(small_pairs, tmp_path, capsys):
-    from basicsr_restore.migrate import migrate
-
     from conftest import cli
+
+    from basicsr_restore.commands.migrate import migrate
     fork = restormer_style(small_pairs)
     fork['datasets']['train']['use_shuffle'] = True
     (tmp_path / 'fork.yml').write_text(yaml.safe_dump(fork, sort_keys=False))
@@ -267,9 +266,9 @@ def test_migrate_translates_every_fork_key_and_says_so(small_pairs, tmp_path, ca
 def test_fork_keys_that_cannot_be_honoured_are_named():
     import types
 
-    from basicsr_restore.errors import OptionError
+    from basicsr_restore.core.errors import OptionError
+    from basicsr_restore.host.option_checks import adopt_fork_keys
     from basicsr_restore.models.restoration_model import RestorationModel
-    from basicsr_restore.options_check import adopt_fork_keys
 
     def validation(**val):
         return RestorationModel._validation_options(types.SimpleNamespace(opt={'val': val}))

@@ -5,11 +5,10 @@ import os
 
 import pytest
 import torch
+from conftest import batch, built, cli, photo, run, tiny_train_options, write_options
 
 import basicsr_restore  # noqa: F401
-from basicsr_restore.errors import TrainingStopped
-
-from conftest import batch, built, cli, photo, run, tiny_train_options, write_options
+from basicsr_restore.core.errors import TrainingStopped
 
 
 def everything(model):

@@ -3,7 +3,6 @@ import importlib
 import sysconfig
 
 import pytest
-
 from conftest import ROOT, run
 
 
@@ -46,9 +45,11 @@ def test_a_broken_plugin_warns_once_and_explains_registry_misses(tmp_path):
 
 
 def test_registration_is_idempotent_and_clashes_are_clear():
-    import basicsr_restore
     from basicsr.utils.registry import ARCH_REGISTRY
-    from basicsr_restore.register import register, register_all
+
+    import basicsr_restore
+    from basicsr_restore.core.registry import register
+    from basicsr_restore.host.registration import register_all
     register_all()
     importlib.reload(importlib.import_module('basicsr_restore.archs.irnext_arch'))  # a re-import registers again
     assert ARCH_REGISTRY.get('IRNeXt').__module__ == 'basicsr_restore.archs.irnext_arch'
@@ -79,6 +80,6 @@ def test_doctor_fails_when_the_hook_is_off(tmp_path):
            '(BASICSR_RESTORE_NO_AUTOLOAD is set, so the startup hook is off' in proc.stdout
     # python -S skips .pth files: the packages are importable, but the hook never ran
     code = (f'import sys; sys.path[:0] = [{sysconfig.get_paths()["purelib"]!r}, {ROOT!r}]; '
-            'sys.argv = ["basicsr-restore", "doctor"]; from basicsr_restore.cli import main; sys.exit(main())')
+            'sys.argv = ["basicsr-restore", "doctor"]; from basicsr_restore.commands.cli import main; sys.exit(main())')
     proc = run(['python', '-S', '-c', code], cwd=tmp_path, check=False)
     assert proc.returncode == 1 and 'did not run at interpreter start' in proc.stdout

@@ -5,14 +5,14 @@ import os
 import numpy as np
 import pytest
 import torch
-
-from basicsr_restore import checkpoints
-from basicsr_restore.archs.card import constructor_arguments, layout, load_manifest
-from basicsr_restore.identify import UnknownLayout, identify, networks
-
 from conftest import cli, photo, write_folder
 
-PRESETS = [(cls, name) for cls in networks() for name in cls.card.presets]
+from basicsr_restore.archs.card import constructor_arguments, layout, load_manifest
+from basicsr_restore.core import checkpoints, state_dicts
+from basicsr_restore.core.identify import UnknownLayout, identify
+from basicsr_restore.core.registry import network_classes
+
+PRESETS = [(cls, name) for cls in network_classes() for name in cls.card.presets]
 
 #: configurations that are no preset: the arguments must be read from the shapes
 OFF_PRESET = {
@@ -32,10 +32,10 @@ def test_every_preset_is_identified_from_its_layout(cls, preset):
 
 
 def test_every_network_has_an_off_preset_case():
-    assert set(OFF_PRESET) == {cls.__name__ for cls in networks()}
+    assert set(OFF_PRESET) == {cls.__name__ for cls in network_classes()}
 
 
-@pytest.mark.parametrize('cls', networks(), ids=lambda c: c.__name__)
+@pytest.mark.parametrize('cls', network_classes(), ids=lambda c: c.__name__)
 def test_off_preset_arguments_are_read_from_the_shapes(cls):
     torch.manual_seed(0)
     net = cls(**OFF_PRESET[cls.__name__]).eval()
@@ -107,7 +107,7 @@ def test_truncated_and_non_checkpoint_files_are_clear_errors(tmp_path):
     (tmp_path / 'cut.pth').write_bytes(data[: len(data) // 2])
     (tmp_path / 'notes.txt').write_text('not weights')
     for name in ('cut.pth', 'notes.txt'):
-        with pytest.raises(checkpoints.CheckpointError, match=name):
+        with pytest.raises(state_dicts.CheckpointError, match=name):
             checkpoints.open_network(str(tmp_path / name))
 
 

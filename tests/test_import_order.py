@@ -14,10 +14,11 @@ import os
 import pkgutil
 from concurrent.futures import ThreadPoolExecutor
 
-import basicsr_restore
-from basicsr_restore import register
-
 from conftest import run
+
+import basicsr_restore
+from basicsr_restore.core import registry
+from basicsr_restore.host import registration
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(basicsr_restore.__path__, 'basicsr_restore.'))
 NETWORKS = ('MIRNet', 'ChaIR', 'IRNeXt', 'DRCNet', 'EIRN')
@@ -74,8 +75,8 @@ print(json.dumps(results))
 
 def expected_names():
     """What this package registers (the five networks at least), per registry."""
-    register.register_all()
-    names = {kind: list(names) for kind, names in register.OURS.items()}
+    registration.register_all()
+    names = {kind: list(names) for kind, names in registry.OURS.items()}
     assert set(NETWORKS) <= set(names['arch']) and names['dataset'] and names['model'] and names['loss']
     return names
 
@@ -103,10 +104,10 @@ def test_every_module_imported_first_is_silent_and_registers_everything(tmp_path
 
 def test_a_failing_registration_after_our_import_still_warns(tmp_path):
     """The registration that waits for a module of ours to finish is the hook's: when it fails, one warning says so."""
-    code = ('import basicsr_restore.register as r\n'
+    code = ('import basicsr_restore.host.registration as r\n'
             'def broken():\n'
             '    raise ImportError("simulated breakage")\n'
-            'r._import_registering_modules = broken\n'
+            'r.registry.register_plain_torch = broken\n'
             'import basicsr_restore.data.paired_dataset\n'
             'import basicsr_restore_autoload as a\n'
             'print(a.LOADED, a.FAILURES)')

@@ -7,15 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
+from conftest import cli, noisy, photo, run, write_folder
 from torch import nn
 
 import basicsr_restore  # noqa: F401
-from basicsr_restore import checkpoints
 from basicsr_restore.archs.card import SizeRule
 from basicsr_restore.archs.irnext_arch import IRNeXt
-from basicsr_restore.inference import Restorer
-
-from conftest import cli, noisy, photo, run, write_folder
+from basicsr_restore.core import checkpoints
+from basicsr_restore.core.inference import Restorer
 
 TINY = dict(IRNeXt.card.tiny)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from basicsr_restore.archs.irnext_arch import IRNeXt, DynamicFilter, local_mean
+from basicsr_restore.archs.irnext_arch import DynamicFilter, IRNeXt, local_mean
 
 
 def tiny(**kw):

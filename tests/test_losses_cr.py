@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 import basicsr_restore  # noqa: F401  (registers the losses)
-from basicsr.utils.registry import LOSS_REGISTRY
 from basicsr_restore.losses.intra_cr_loss import IntraCRLoss, vgg19_features
 from basicsr_restore.losses.psnr_loss import PSNRLoss
 

@@ -3,13 +3,17 @@ import numpy as np
 import pytest
 import torch
 from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
+from conftest import noisy, photo
 
 import basicsr_restore  # noqa: F401  (registers the metrics)
-from basicsr_restore.metrics.protocol_metric import (calculate_mae, calculate_psnr_matlab_y, calculate_ssim_matlab_y,
-                                                     calculate_ssim_skimage, matlab_y)
+from basicsr_restore.metrics.protocol_metric import (
+    calculate_mae,
+    calculate_psnr_matlab_y,
+    calculate_ssim_matlab_y,
+    calculate_ssim_skimage,
+    matlab_y,
+)
 from basicsr_restore.models.restoration_model import RestorationModel
-
-from conftest import noisy, photo
 
 
 def bgr(r, g, b, size=(16, 16)):

@@ -12,15 +12,14 @@ import os
 import jsonschema
 import pytest
 import yaml
-
-import basicsr_restore  # noqa: F401
-from basicsr_restore.errors import OptionError
-from basicsr_restore.option_files import check_yaml
-from basicsr_restore.options_check import check_options
-from basicsr_restore.register import register_all
-
 from conftest import ROOT, cli, run, tiny_train_options, write_options
 from test_forks import drcnet_style, nafnet_style, restormer_style
+
+import basicsr_restore  # noqa: F401
+from basicsr_restore.core.errors import OptionError
+from basicsr_restore.core.option_files import check_yaml
+from basicsr_restore.host.option_checks import check_options
+from basicsr_restore.host.registration import register_all
 
 register_all()
 FOLDERS = ('experiments', 'results', 'tb_logger')
@@ -29,7 +28,7 @@ FOLDERS = ('experiments', 'results', 'tb_logger')
 @pytest.fixture(scope='module')
 def validator(tmp_path_factory):
     path = tmp_path_factory.mktemp('schema') / 'basicsr-restore.schema.json'
-    from basicsr_restore.cli import main
+    from basicsr_restore.commands.cli import main
     assert main(['schema', '-o', str(path)]) == 0
     schema = json.loads(path.read_text())
     jsonschema.Draft7Validator.check_schema(schema)

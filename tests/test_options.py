@@ -20,15 +20,14 @@ from basicsr.data import build_dataset
 from basicsr.losses import build_loss
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY
-
-import basicsr_restore  # noqa: F401
-from basicsr_restore.models.restoration_model import RestorationModel
-
 from conftest import ROOT, cli, run
 from test_prepare_dpdd import prepared_dpdd
 from test_prepare_gopro import prepared_gopro, prepared_hide
 from test_prepare_rain import prepared_rain
 from test_prepare_sidd import prepared_sidd
+
+import basicsr_restore  # noqa: F401
+from basicsr_restore.models.restoration_model import RestorationModel
 
 OPTION_FILES = sorted(glob.glob(os.path.join(ROOT, 'options', '**', '*.yml'), recursive=True))
 RECIPES = sorted(os.path.relpath(p, ROOT) for p in OPTION_FILES if os.sep + 'demo' + os.sep not in p)

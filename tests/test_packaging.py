@@ -16,7 +16,6 @@ import tarfile
 import zipfile
 
 import pytest
-
 from conftest import ROOT
 
 HOOK_LINE = 'import basicsr_restore_autoload; basicsr_restore_autoload.install()'
@@ -62,8 +61,8 @@ def check_hook_in(wheel):
             assert record.get(hook) == [digest, str(len(data))], f'{hook} is not (rightly) in RECORD'
         assert z.read('basicsr_restore.pth').decode().strip() == HOOK_LINE
         entry_points = z.read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
-        assert '[basicsr.plugins]\nbasicsr_restore = basicsr_restore.register:register_all' in entry_points
-        assert 'basicsr-restore = basicsr_restore.cli:main' in entry_points
+        assert '[basicsr.plugins]\nbasicsr_restore = basicsr_restore.host.registration:register_all' in entry_points
+        assert 'basicsr-restore = basicsr_restore.commands.cli:main' in entry_points
         assert set(record) == names  # every file listed, nothing listed that is absent
         return names
 
@@ -111,7 +110,7 @@ def test_every_install_gives_a_working_hook_that_uninstall_removes(source, tmp_p
     assert installed == 'True', f'{how}: the startup hook did not run'
     expected_home = str(source) if '-e' in how or 'develop' in how else site
     assert package.startswith(expected_home), (how, package)
-    assert 'basicsr_restore.register:register_all' in out
+    assert 'basicsr_restore.host.registration:register_all' in out
     assert in_venv(tmp_path / 'venv' / 'bin' / 'basicsr-restore', '--version', cwd=tmp_path).startswith('basicsr-r')
     in_venv(python, '-m', 'pip', 'uninstall', '-q', '-y', 'basicsr-restore')
     left = [n for n in os.listdir(site) if n.startswith(('basicsr_restore', '__editable__'))]

@@ -10,17 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from basicsr_restore.cli import main
-from basicsr_restore.data.dpdd_dataset import DualPixelDefocusDataset
-from basicsr_restore.data.lmdb_io import read_meta_info
-from basicsr_restore.imageio import batch_to_float
-from basicsr_restore.data.lmdb_io import decode_value, read_format, shared_env
-from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.prepare.common import keep_sharpest
-from basicsr_restore.prepare.store import grid_positions
-
 from conftest import photo, prepared_once
+
+from basicsr_restore.commands.cli import main
+from basicsr_restore.commands.prepare.store import grid_positions, keep_sharpest
+from basicsr_restore.core.imageio import batch_to_float
+from basicsr_restore.data.dpdd_dataset import DualPixelDefocusDataset
+from basicsr_restore.data.lmdb_io import decode_value, read_format, read_meta_info, shared_env
+from basicsr_restore.data.paired_dataset import PairedRestorationDataset
 
 SIZE = (140, 210)
 

@@ -8,13 +8,12 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import photo, prepared_once, write_folder
 
-from basicsr_restore.cli import main
+from basicsr_restore.commands.cli import main
+from basicsr_restore.commands.prepare.store import grid_positions
 from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.prepare.store import grid_positions
-
-from conftest import photo, prepared_once, write_folder
 
 FRAME = (96, 160)  # h, w
 

@@ -4,12 +4,11 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import photo, prepared_once
 
-from basicsr_restore.cli import main
+from basicsr_restore.commands.cli import main
 from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-
-from conftest import photo, prepared_once
 
 SIZE = (40, 48)
 

@@ -4,14 +4,13 @@ import os
 import numpy as np
 import pytest
 import scipy.io
+from conftest import noisy, photo, prepared_once, write_folder
 
-from basicsr_restore.cli import main
+from basicsr_restore.commands.cli import main
+from basicsr_restore.commands.prepare.store import grid_positions
+from basicsr_restore.core.imageio import batch_to_float
 from basicsr_restore.data.lmdb_io import read_meta_info
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.imageio import batch_to_float
-from basicsr_restore.prepare.store import grid_positions
-
-from conftest import noisy, photo, prepared_once, write_folder
 
 SCENES = ('0001_001_S6_00100_00060_3200_L', '0002_001_S6_00100_00020_3200_N')
 FRAME = (76, 100)

@@ -3,20 +3,19 @@ workers, read by basicsr's own dataset, and every damaged value named in one lin
 import os
 import random
 
+import basicsr.data  # noqa: F401  (basicsr first: the registration imports the datasets once)
 import lmdb
 import numpy as np
 import pytest
 import torch
+from conftest import cli, noisy, photo
 
-import basicsr.data  # noqa: F401  (basicsr first: the registration imports the datasets once)
 import basicsr_restore  # noqa: F401
+from basicsr_restore.commands.prepare.store import Cut, WriteOptions, write_pairs, write_streams
+from basicsr_restore.core.imageio import batch_to_float, to_float
 from basicsr_restore.data.dpdd_dataset import DualPixelDefocusDataset
 from basicsr_restore.data.lmdb_io import FORMAT_NAME, RawImage, read_format
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.imageio import batch_to_float, to_float
-from basicsr_restore.prepare.store import Cut, WriteOptions, write_pairs, write_streams
-
-from conftest import cli, noisy, photo
 
 
 def frames(dtype, n=3, size=(44, 60)):
@@ -168,7 +167,7 @@ def test_damaged_raw_values_are_named_in_one_line(tmp_path):
 
 
 def test_models_that_are_not_ours_get_float_batches():
-    from basicsr_restore.options_check import check_options
+    from basicsr_restore.host.option_checks import check_options
     opt = {'model_type': 'SRModel', 'datasets': {'train': {'type': 'PairedRestorationDataset'},
                                                  'other': {'type': 'PairedImageDataset'}}}
     check_options(opt)
@@ -184,9 +183,8 @@ def test_models_that_are_not_ours_get_float_batches():
 def test_the_model_sees_the_same_floats_from_integer_and_float_batches(tmp_path, small_pairs):
     """A training batch as the loader gives it (uint8) and the same batch converted on the CPU first (the float path
     of before) reach the network as the same tensor."""
-    from torch.utils.data import default_collate
-
     from conftest import built
+    from torch.utils.data import default_collate
     model = built(tmp_path, small_pairs)
     roots = [str(small_pairs / 'train' / f'{s}.lmdb') for s in ('gt', 'lq')]
     seen = {}

@@ -4,7 +4,6 @@ import glob
 
 import pytest
 import torch
-
 from conftest import run, tb_scalars, tiny_train_options, write_options
 
 TOTAL = 10  # 10 pairs, batch 2: 5 iterations per epoch, so the runs cross an epoch boundary

@@ -9,11 +9,10 @@ import pytest
 import torch
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
+from conftest import run
 
 import basicsr_restore  # noqa: F401
-from basicsr_restore.register import OURS
-
-from conftest import run
+from basicsr_restore.core.registry import OURS
 
 SITE = sysconfig.get_paths()['purelib']
 #: every network this package ships (each has options/demo/<Name>_demo.yml)

@@ -10,13 +10,12 @@ import struct
 
 import pytest
 import torch
-
-from basicsr_restore import checkpoints, resume, safetensors_io
-from basicsr_restore.archs.irnext_arch import IRNeXt
-from basicsr_restore.checkpoints import CheckpointError
-from basicsr_restore.errors import TrainingStopped
-
 from conftest import built, cli, run, tiny_train_options, write_options
+
+from basicsr_restore.archs.irnext_arch import IRNeXt
+from basicsr_restore.core import checkpoints, resume, safetensors_io
+from basicsr_restore.core.errors import TrainingStopped
+from basicsr_restore.core.state_dicts import CheckpointError
 
 NETWORKS = ['MIRNet', 'ChaIR', 'IRNeXt', 'DRCNet', 'EIRN']
 
@@ -244,8 +243,8 @@ def test_convert_to_safetensors_and_back(tmp_path, capsys):
 
 
 def test_the_option_check_knows_save_format(small_pairs):
-    from basicsr_restore.errors import OptionError
-    from basicsr_restore.options_check import check_options
+    from basicsr_restore.core.errors import OptionError
+    from basicsr_restore.host.option_checks import check_options
     opt = dict(tiny_train_options(small_pairs, 'fmt', 4), is_train=True)
     for value in ('pth', 'safetensors'):
         check_options(dict(opt, logger=dict(opt['logger'], save_format=value)))

@@ -26,10 +26,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, photo, run
 
 from basicsr_restore.archs.irnext_arch import IRNeXt
-
-from conftest import ROOT, photo, run
 
 ARCH = ['--arch', 'IRNeXt', '--arch-args'] + [f'{k}={v}' for k, v in IRNeXt.card.tiny.items()]
 MAX_MB, MAX_PIXELS = 0.5, '100x100'  # small limits, so that the test files can cross them
@@ -59,11 +58,11 @@ def server(files):
     """``basicsr-restore serve`` on a free port (``--port 0``, the address read from its first lines); ``infer``
     runs on the same file meanwhile. Yields ``(url, process, stderr path, infer process)``."""
     out, err = files / 'serve.out', files / 'serve.err'
-    args = [sys.executable, '-m', 'basicsr_restore.cli', 'serve', '--weights', str(files / 'tiny.pth'), '--port', '0',
+    args = [sys.executable, '-m', 'basicsr_restore.commands.cli', 'serve', '--weights', str(files / 'tiny.pth'), '--port', '0',
             '--device', 'cpu', '--max-upload-mb', str(MAX_MB), '--max-pixels', MAX_PIXELS] + ARCH
     with open(out, 'w') as o, open(err, 'w') as e:
         proc = subprocess.Popen(args, cwd=files, env=ENV, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
-    infer = subprocess.Popen([sys.executable, '-m', 'basicsr_restore.cli', 'infer', '-i', str(files / 'in.png'),
+    infer = subprocess.Popen([sys.executable, '-m', 'basicsr_restore.commands.cli', 'infer', '-i', str(files / 'in.png'),
                               '-o', str(files / 'infer'), '--device', 'cpu', '--weights', str(files / 'tiny.pth'),
                               '--tile', '64', '--tta'] + ARCH, cwd=files, env=ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
@@ -258,12 +257,12 @@ def test_browser_demo(files, server, tmp_path):
 
 
 def test_help_says_localhost_and_imports_stdlib_only():
-    proc = run(['python', '-m', 'basicsr_restore.cli', 'serve', '--help'], cwd=ROOT)
+    proc = run(['python', '-m', 'basicsr_restore.commands.cli', 'serve', '--help'], cwd=ROOT)
     help_text = ' '.join(proc.stdout.split())
     assert 'default 127.0.0.1: this machine only' in help_text and 'to the network' in help_text, help_text
     import argparse
 
-    import basicsr_restore.serve as serve
+    import basicsr_restore.commands.serve as serve
     parser = argparse.ArgumentParser()
     serve.add_arguments(parser)
     args = parser.parse_args(['--weights', 'w.pth'])
@@ -347,7 +346,7 @@ def test_request_values_cannot_forge_log_lines(files, server):
 
 
 def test_loggable_strips_every_line_break_and_control():
-    from basicsr_restore.serve import loggable, parse_options
+    from basicsr_restore.commands.serve import loggable, parse_options
     text = 'a\nb\rc\td\x0be\x0cf\x1cg\x7fh\x85i\x9bj\u2028k\u2029l\u202em\u2066n'
     assert loggable(text) == 'abcdefghijklmn'
     assert loggable(text).splitlines() == ['abcdefghijklmn']
@@ -369,8 +368,8 @@ class FakeModel:
 def test_decoding_waits_for_the_lock_and_follows_the_header(monkeypatch):
     """Decoding runs under the lock that restoring holds: four uploads at once are decoded one at a time. An
     upload above --max-pixels is never decoded; a decoded size other than the header's is refused."""
-    from basicsr_restore import imageio
-    from basicsr_restore.serve import Demo, Limits, Refused
+    from basicsr_restore.commands.serve import Demo, Limits, Refused
+    from basicsr_restore.core import imageio
     demo = Demo(FakeModel(), Limits(1, '64x64'))
     busy, peak, calls, guard = [0], [0], [], threading.Lock()
     real_decode = imageio.decode
@@ -414,7 +413,7 @@ def test_header_reader_reads_every_accepted_format():
     import tifffile
     from PIL import Image
 
-    from basicsr_restore.image_header import HeaderError, UnsupportedImage, image_size
+    from basicsr_restore.core.image_header import HeaderError, UnsupportedImage, image_size
     img = photo((37, 53), seed=1)
     rgba = np.dstack([img, img[:, :, :1]])
     samples = {
@@ -480,7 +479,7 @@ def test_header_reader_reads_every_accepted_format():
 
 
 def test_pixel_limits():
-    from basicsr_restore.serve import Limits, Refused, parse_pixels
+    from basicsr_restore.commands.serve import Limits, Refused, parse_pixels
     assert parse_pixels('4096x4096') == 4096 ** 2 and parse_pixels('1000000') == 10 ** 6
     with pytest.raises(ValueError, match='WIDTHxHEIGHT'):
         parse_pixels('big')

@@ -11,15 +11,15 @@ import torch
 
 spandrel = pytest.importorskip('spandrel')
 
-from basicsr_restore import spandrel as bridge  # noqa: E402
-from basicsr_restore.archs.card import SizeRule  # noqa: E402
-from basicsr_restore.errors import RestoreError  # noqa: E402
-from basicsr_restore.identify import networks  # noqa: E402
-from basicsr_restore.inference import final_output, tiled  # noqa: E402
-
 from conftest import cli, photo  # noqa: E402
 
-NETWORKS = {cls.__name__: cls for cls in networks()}
+from basicsr_restore import spandrel as bridge  # noqa: E402
+from basicsr_restore.archs.card import SizeRule  # noqa: E402
+from basicsr_restore.core.errors import RestoreError  # noqa: E402
+from basicsr_restore.core.inference import final_output, tiled  # noqa: E402
+from basicsr_restore.core.registry import network_classes  # noqa: E402
+
+NETWORKS = {cls.__name__: cls for cls in network_classes()}
 PRESETS = [(name, preset) for name, cls in NETWORKS.items() for preset in cls.card.presets]
 
 

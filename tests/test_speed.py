@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
+from conftest import batch, built
 
 import basicsr_restore  # noqa: F401
-from basicsr_restore import checkpoints, speed
-from basicsr_restore.errors import OptionError
-from basicsr_restore.inference import restore_any_size
+from basicsr_restore.core import checkpoints, speed
+from basicsr_restore.core.errors import OptionError
+from basicsr_restore.core.inference import restore_any_size
+from basicsr_restore.core.registry import network_names
 from basicsr_restore.losses.fft_loss import FFTLoss
-from basicsr_restore.register import network_names
-
-from conftest import batch, built
 
 #: the tiny configuration of every registered network (its card's), and IRNeXt in its other low-pass release
 TINY = {name: (name, dict(ARCH_REGISTRY.get(name).card.tiny)) for name in network_names()}
@@ -76,7 +75,7 @@ def test_best_on_the_cpu_is_a_rule_and_its_reason_is_logged_once(monkeypatch, na
     assert first == second == expected
     assert len(said) == 1 and said[0].startswith(f'speed best on the cpu: {expected.describe()} (')
     assert ('has native bf16 instructions' if native else 'no native bf16 instructions (AMX or AVX512-BF16)') in said[0]
-    from basicsr_restore import bench
+    from basicsr_restore.commands import bench
     assert bench.candidates(torch.device('cpu'))[0] == bench.speed_mode(expected)  # bench tries the rule's first
 
 
@@ -103,7 +102,8 @@ def test_infer_the_api_and_serve_run_best_as_the_model_does(monkeypatch, capsys,
 
     from basicsr.models import build_model
 
-    from basicsr_restore import api, infer, serve
+    from basicsr_restore import api
+    from basicsr_restore.commands import infer, serve
     monkeypatch.setattr(speed, 'native_cpu_bf16', lambda: native)
     monkeypatch.setattr(speed, '_SAID', set())
     name, kwargs = TINY['MIRNet']

@@ -5,9 +5,9 @@ import os
 import sys
 import textwrap
 
-from basicsr_restore.manifest import write_manifest
-
 from conftest import ROOT, run
+
+from basicsr_restore.commands.manifest import write_manifest
 
 TOY = '''
 """A toy network of one's own: plain torch and a card."""
@@ -50,7 +50,7 @@ class ToyNetWrong(ToyNet):
 PLUGIN = '''
 import toy_arch
 
-from basicsr_restore.register import register_module
+from basicsr_restore.core.registry import register_module
 
 register_module(toy_arch)
 '''

@@ -7,11 +7,10 @@ import re
 import lmdb
 import pytest
 import torch
+from conftest import noisy, photo, run, tiny_train_options, write_folder, write_options
 from torch.utils.data import DataLoader
 
-from basicsr_restore.errors import DataError
-
-from conftest import noisy, photo, run, tiny_train_options, write_folder, write_options
+from basicsr_restore.core.errors import DataError
 
 BAD_KEY = 'p02'
 #: what the main process and the runners say about the corrupted value (dataset, phase, key, LMDB, problem)

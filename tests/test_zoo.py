@@ -9,13 +9,12 @@ import sys
 import pytest
 import torch
 import yaml
-
-from basicsr_restore import zoo
-from basicsr_restore.cli import build_parser, main
-from basicsr_restore.archs.card import card_of, constructor_arguments
-from basicsr_restore.checkpoints import parse_arch_args
-
 from conftest import ROOT, run
+
+from basicsr_restore.archs.card import card_of, constructor_arguments
+from basicsr_restore.commands import zoo
+from basicsr_restore.commands.args import parse_arch_args
+from basicsr_restore.commands.cli import build_parser, main
 
 MODULES = {'IRNeXt': 'irnext_arch', 'ChaIR': 'chair_arch', 'MIRNet': 'mirnet_arch', 'DRCNet': 'drcnet_arch',
            'EIRN': 'eirn_arch'}
@@ -94,13 +93,13 @@ def test_an_unknown_network_is_a_clear_error():
     with pytest.raises(ValueError, match='IRNeXt, ChaIR, MIRNet, DRCNet, EIRN'):
         zoo.releases('NoSuchNet')
     assert zoo.releases('irnext') == zoo.releases('IRNeXt')
-    proc = run(['python', '-m', 'basicsr_restore.cli', 'zoo', 'NoSuchNet'], ROOT, check=False)
+    proc = run(['python', '-m', 'basicsr_restore.commands.cli', 'zoo', 'NoSuchNet'], ROOT, check=False)
     assert proc.returncode == 2 and proc.stdout == ''
     assert "unknown network 'NoSuchNet'" in proc.stderr and all(n in proc.stderr for n in zoo.NETWORKS)
 
 
 def test_the_listing_shows_every_network_and_release():
-    out = run(['python', '-m', 'basicsr_restore.cli', 'zoo'], ROOT).stdout
+    out = run(['python', '-m', 'basicsr_restore.commands.cli', 'zoo'], ROOT).stdout
     for network in zoo.NETWORKS:
         assert f'\n{network}: ' in '\n' + out, network
     for release in zoo.RELEASES:
@@ -109,16 +108,16 @@ def test_the_listing_shows_every_network_and_release():
             assert f'  {release.file} -- ' in out
         for command in release.commands():
             assert command in out
-    one = run(['python', '-m', 'basicsr_restore.cli', 'zoo', 'IRNeXt'], ROOT).stdout
+    one = run(['python', '-m', 'basicsr_restore.commands.cli', 'zoo', 'IRNeXt'], ROOT).stdout
     assert one.startswith('IRNeXt: ') and all(f'\n{n}: ' not in one for n in zoo.NETWORKS if n != 'IRNeXt')
     assert 'model_ots.pkl' in one and 'its4196.pkl' not in one
 
 
 def test_json_lists_the_table():
-    data = json.loads(run(['python', '-m', 'basicsr_restore.cli', 'zoo', '--json'], ROOT).stdout)
+    data = json.loads(run(['python', '-m', 'basicsr_restore.commands.cli', 'zoo', '--json'], ROOT).stdout)
     assert [(d['network'], d['tag']) for d in data] == [(r.network, r.tag) for r in zoo.RELEASES]
     assert all(d['next'] == ' && '.join(d['commands']) for d in data)
-    chair = json.loads(run(['python', '-m', 'basicsr_restore.cli', 'zoo', 'chair', '--json'], ROOT).stdout)
+    chair = json.loads(run(['python', '-m', 'basicsr_restore.commands.cli', 'zoo', 'chair', '--json'], ROOT).stdout)
     assert {d['network'] for d in chair} == {'ChaIR'}
     its = next(d for d in chair if d['file'] == 'its4196.pkl')
     assert its['preset'] == 'dehaze' and its['checkpoint_key'] == 'model'
@@ -127,7 +126,7 @@ def test_json_lists_the_table():
 
 def test_the_listing_imports_no_torch():
     code = ('import io, sys, contextlib\n'
-            'from basicsr_restore.cli import main\n'
+            'from basicsr_restore.commands.cli import main\n'
             'buf = io.StringIO()\n'
             'with contextlib.redirect_stdout(buf):\n'
             "    assert main(['zoo']) == 0 and main(['zoo', 'MIRNet', '--json']) == 0\n"

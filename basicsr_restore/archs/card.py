@@ -14,7 +14,7 @@ Every ``*_arch.py`` gives its network class a ``card`` (a :class:`NetworkCard`).
 * ``checkpoint_blocks`` -- blocks that ``speed.checkpoint: true`` recomputes in the backward pass;
 * ``batch_rule`` -- set when a BatchNorm sees one value per sample, so that training needs batches of 2;
 * ``read_arguments`` -- ``layout -> [kwargs, ...]``: the constructor arguments that a checkpoint's key layout
-  (``{key: shape}``) shows (widths, depths, input channels); :mod:`basicsr_restore.identify` builds each
+  (``{key: shape}``) shows (widths, depths, input channels); :mod:`basicsr_restore.core.identify` builds each
   candidate and keeps the one whose layout is the checkpoint's, key for key and shape for shape;
 * ``half_precision_db`` -- PSNR (dB) of the network's output with its weights and input in fp16 and in bf16 against
   fp32, on a 64x64 crop of a real photo (scikit-image's astronaut), first preset, seeded random weights, measured by
@@ -48,7 +48,7 @@ class SizeRule(NamedTuple):
         h, w = x.shape[-2:]
         if h % self.multiple or w % self.multiple:
             hint = ('set datasets.train.gt_size to a multiple of {m}' if torch.is_grad_enabled() else
-                    'pad the input first (basicsr_restore.inference.restore_any_size pads and crops back; '
+                    'pad the input first (basicsr_restore.core.inference.restore_any_size pads and crops back; '
                     'RestorationModel and `basicsr-restore infer` do it for you)')
             raise ValueError(f'{net_name} needs height and width that are multiples of {self.multiple}, got {h}x{w}: '
                              + hint.format(m=self.multiple))

@@ -44,9 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule, count_indexed
-from basicsr_restore.archs.layers import (SAM, ChannelAttention, check_in_channels, check_input_channels,
-                                          mean_of_views)
-from basicsr_restore.option_rules import Choice
+from basicsr_restore.archs.layers import SAM, ChannelAttention, check_in_channels, check_input_channels, mean_of_views
 
 QUERY_FROM = ('image', 'image+feat')
 QUERY_CHANNELS = ('C', 1)
@@ -341,8 +339,8 @@ class EIRN(nn.Module):
             their image. Only the first convs of ``shallow_feat{1,2,3}`` and ``query_stem*`` change shape.
     """
     card = CARD
-    #: what the option check and the editor schema add to the signature's types
-    OPTION_RULES = {'query_from': Choice(*QUERY_FROM), 'query_channels': Choice(*QUERY_CHANNELS)}
+    #: what the option check and the editor schema add to the signature's types (a tuple: one of these words)
+    OPTION_RULES = {'query_from': QUERY_FROM, 'query_channels': QUERY_CHANNELS}
 
     def __init__(self, n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32, num_cab=8, qk_in_blocks=True,
                  qk_in_fusion=True, query_from='image', query_channels='C', reduction=4, in_channels=3):

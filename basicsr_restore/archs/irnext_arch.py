@@ -18,7 +18,6 @@ from torch import nn
 
 from basicsr_restore.archs.card import NetworkCard, Preset, SizeRule
 from basicsr_restore.archs.layers import BasicConv, MIMOUNet, mimo_arguments
-from basicsr_restore.option_rules import Choice
 
 #: ``low_pass``: the two official releases (see the module docstring)
 LOW_PASS = ('global', 'local')
@@ -162,8 +161,8 @@ class IRNeXt(MIMOUNet):
             what they feed and what the residuals are added to: :class:`~basicsr_restore.archs.layers.MIMOUNet`.
     """
     card = CARD
-    #: what the option check and the editor schema add to the signature's types
-    OPTION_RULES = {'low_pass': Choice(*LOW_PASS)}
+    #: what the option check and the editor schema add to the signature's types (a tuple: one of these words)
+    OPTION_RULES = {'low_pass': LOW_PASS}
 
     def __init__(self, num_res=4, low_pass='global', base_size=120, train_size=256, base_channel=32, in_channels=3):
         filter_kwargs = dict(low_pass=low_pass, base_size=base_size, train_size=train_size)

@@ -14,9 +14,9 @@ as two views instead of ``dataroot_lq`` (names as in Restormer's dual-pixel data
 Images are decoded unchanged and divided by 65535 for 16-bit data (DPDD's published dual-pixel protocol),
 255 for 8-bit. ``lq`` is ``cat([left, right])`` in RGB order, shape (6, H, W); ``gt`` is (3, H, W).
 """
+from basicsr_restore.core.option_rules import Path
+from basicsr_restore.core.registry import register
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.option_rules import Path
-from basicsr_restore.register import register
 
 
 @register('dataset')

@@ -2,9 +2,9 @@
 pairs, read by :class:`PairedRestorationDataset` with the forks' keys (``use_flip``, ``use_rot``,
 ``geometric_augs``, ``filename_tmpl``; Restormer's progressive ``mini_batch_sizes``/``iters``/``gt_sizes`` are
 read by the model). The forks' ``PairedImageDataset`` is basicsr's own name: its ``use_flip`` is passed on as
-basicsr's ``use_hflip`` (``options_check.adopt_fork_keys``)."""
+basicsr's ``use_hflip`` (``option_checks.adopt_fork_keys``)."""
+from basicsr_restore.core.registry import register
 from basicsr_restore.data.paired_dataset import PairedRestorationDataset
-from basicsr_restore.register import register
 
 
 @register('dataset')

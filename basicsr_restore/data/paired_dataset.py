@@ -39,17 +39,24 @@ from contextlib import ExitStack
 
 import numpy as np
 import torch
-
 from basicsr.data.transforms import augment
 from basicsr.utils import img2tensor
 from torch.utils import data
 
-from basicsr_restore.data.lmdb_io import (FORMAT_NAME, RawImage, check_published, count_entries, read_format,
-                                          read_meta_info, shared_env)
-from basicsr_restore.errors import DataError
-from basicsr_restore.imageio import decode, images_in, to_8bit, to_float
-from basicsr_restore.option_rules import Bool, Choice, Int, Items, Mapping, Path, Text
-from basicsr_restore.register import register
+from basicsr_restore.core.errors import DataError
+from basicsr_restore.core.imageio import decode, images_in, to_8bit, to_float
+from basicsr_restore.core.option_rules import Bool, Choice, Int, Items, Mapping, Path, Text
+from basicsr_restore.core.registry import register
+from basicsr_restore.data.lmdb_io import (
+    FORMAT_NAME,
+    RawImage,
+    check_published,
+    count_entries,
+    read_format,
+    read_meta_info,
+    shared_env,
+)
+
 
 def centre_window(h, w, size, scale=1):
     """``(top, left, height, width)`` of the centre ``size`` x ``size`` window of an ``h`` x ``w`` degraded view (the
@@ -124,6 +131,11 @@ class PairedRestorationDataset(data.Dataset):
         if not self.keys:
             raise ValueError(f"{self.where}: no image pairs found in {', '.join(self.roots.values())}.")
         self._envs, self._formats = None, None
+
+    def batch_collate(self):
+        """The training loader's collate function for this set (:func:`collate_one_buffer` for integer batches), or
+        None for the default one."""
+        return collate_one_buffer if self.integer_batches else None
 
     def check_options(self, opt):
         """Rules of a subclass's own (called before the roots are looked at)."""
@@ -268,7 +280,7 @@ class PairedRestorationDataset(data.Dataset):
         return None
 
     def __getitem__(self, index):
-        """One sample (:meth:`_sample`). Whatever is wrong with its data is one :class:`~basicsr_restore.errors.DataError`
+        """One sample (:meth:`_sample`). Whatever is wrong with its data is one :class:`~basicsr_restore.core.errors.DataError`
         naming the dataset, its phase, the key and the problem, which the runners print as one line, also when a
         DataLoader worker read the sample (the traceback goes to the run's log file)."""
         try:
@@ -307,7 +319,7 @@ class PairedRestorationDataset(data.Dataset):
 
     def _convert(self, imgs, wheres):
         """HxWxC integer images -> C x H x W tensors (RGB): kept as integers (``integer_batches``, the model converts
-        them on its device, :func:`~basicsr_restore.imageio.batch_to_float`), or float32 in [0, 1] here."""
+        them on its device, :func:`~basicsr_restore.core.imageio.batch_to_float`), or float32 in [0, 1] here."""
         if not self.integer_batches:
             imgs = self._to_float(imgs, wheres)
         return img2tensor([np.ascontiguousarray(img) for img in imgs], bgr2rgb=self.channels == 3, float32=False)

@@ -1,4 +1,4 @@
-"""Losses: plain torch modules ``<name>_loss.py``; :mod:`basicsr_restore.register` puts every ``*Loss`` class
+"""Losses: plain torch modules ``<name>_loss.py``; :mod:`basicsr_restore.core.registry` puts every ``*Loss`` class
 they define into basicsr's LOSS_REGISTRY.
 
 A loss whose class sets ``needs_lq = True`` is called as ``loss(pred, target, lq)`` by

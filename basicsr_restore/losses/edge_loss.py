@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 _REDUCTIONS = ('mean', 'sum', 'none')
 GAUSS_5 = (0.05, 0.25, 0.4, 0.25, 0.05)
 

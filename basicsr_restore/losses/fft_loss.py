@@ -2,7 +2,6 @@
 import torch
 from torch import nn
 
-
 _REDUCTIONS = ('mean', 'sum', 'none')
 
 

@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_restore import checkpoints
-
 VGG19_FILE = 'vgg19-dcbb9e9d.pth'
 #: where BasicSR's own VGG feature extractor looks for the same file (relative to the working directory)
 DEFAULT_VGG_WEIGHTS = os.path.join('experiments', 'pretrained_models', VGG19_FILE)
@@ -41,6 +39,21 @@ def vgg_weight_candidates(given=None):
     places = [os.path.expanduser(str(given))] if given else []
     places += [DEFAULT_VGG_WEIGHTS, os.path.join(torch.hub.get_dir(), 'checkpoints', VGG19_FILE)]
     return list(dict.fromkeys(places))
+
+
+def _read_vgg_file(path):
+    """torchvision's VGG19 file as a state dict (tensors only: nothing pickled is executed), or one clear error."""
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"IntraCRLoss: vgg_weights '{path}' cannot be read as a torch state dict ({reason}); expected "
+                         f"torchvision's {VGG19_FILE}.") from None
+    state = state.get('state_dict', state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"IntraCRLoss: '{path}' is not a torchvision vgg19 state dict (it holds a "
+                         f"{type(state).__name__}); expected torchvision's {VGG19_FILE}.")
+    return state
 
 
 def find_vgg_weights(given=None):
@@ -124,13 +137,17 @@ class VGG19Taps(nn.Module):
         if given and path != os.path.expanduser(str(given)):
             log.warning(f"IntraCRLoss: vgg_weights '{given}' does not exist; using {path}.")
         log.info(f'IntraCRLoss: VGG19 weights from {path}.')
-        state, _ = checkpoints.read_state_dict(path, what='IntraCRLoss vgg_weights')
+        state = _read_vgg_file(path)
         own = self.features.state_dict()
         wanted = {k: state.get(f'features.{k}') for k in own}
         missing = [f'features.{k}' for k, v in wanted.items() if v is None]
         if missing:
             raise ValueError(f"IntraCRLoss: '{path}' is not a torchvision vgg19 state dict (missing {missing[:4]}...); "
                              f"expected torchvision's {VGG19_FILE}.")
+        broken = [f'features.{k}' for k, v in wanted.items() if not torch.isfinite(v).all()]
+        if broken:
+            raise ValueError(f"IntraCRLoss: '{path}' holds NaN or Inf in {broken[:4]}; use an intact copy of "
+                             f'{VGG19_FILE}.')
         return wanted
 
     def train(self, mode=True):

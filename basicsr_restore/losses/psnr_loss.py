@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 
-
 class PSNRLoss(nn.Module):
     """``loss_weight * 10/ln(10) * mean_over_batch(log(MSE_per_image + 1e-8))``.
 

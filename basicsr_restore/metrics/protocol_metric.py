@@ -22,7 +22,7 @@ NAFNet/DRCNet score it, DPDD).
 import cv2
 import numpy as np
 
-from basicsr_restore.register import register
+from basicsr_restore.core.registry import register
 
 #: MATLAB ``rgb2ycbcr`` luma row for R, G, B in [0, 255] (ITU-R BT.601, studio swing 16-235)
 MATLAB_Y = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)

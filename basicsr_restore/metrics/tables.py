@@ -85,7 +85,7 @@ def format_csv(rows):
 
 
 def _write_atomic(path, text):
-    from basicsr_restore.imageio import atomic_path
+    from basicsr_restore.core.imageio import atomic_path
     with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:
         f.write(text)
 

@@ -6,8 +6,8 @@ gradients at max-norm 0.01 unless ``train.use_grad_clip: false`` (NAFNet, HINet,
 ``train.use_grad_clip: true`` (Restormer). Every other key of their option files is read by the model itself
 (``docs/forks.md`` lists them and what each does here).
 """
+from basicsr_restore.core.registry import register
 from basicsr_restore.models.restoration_model import RestorationModel
-from basicsr_restore.register import register
 
 
 @register('model')

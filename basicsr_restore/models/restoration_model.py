@@ -1,7 +1,7 @@
 """RestorationModel: basicsr's SRModel for restoration networks with one or several outputs.
 
 What it adds to SRModel (option keys under ``train`` unless said otherwise; :attr:`RestorationModel.OPTION_KEYS`
-lists every key it reads, and any other key is an error before the run starts, see ``options_check``):
+lists every key it reads, and any other key is an error before the run starts, see ``option_checks``):
 
 * every ``<name>_opt`` entry with a ``type`` is a loss (``pixel_opt``, ``fft_opt``, ``cr_opt``, ...), applied
   to **every output** of a multi-output network against the ground truth resized (bilinear) to that
@@ -22,7 +22,7 @@ lists every key it reads, and any other key is an error before the run starts, s
   with NaN/Inf are never written to a checkpoint;
 * **exact resume**: training states also hold the data position and every rank's random state (``resume``);
 * EMA (``ema_decay``) that also follows buffers, so BatchNorm statistics of ``net_g_ema`` are right;
-* **speed switches** (top-level ``speed:``, see :mod:`basicsr_restore.speed`): bf16/fp16 autocast (fp16 with a
+* **speed switches** (top-level ``speed:``, see :mod:`basicsr_restore.core.speed`): bf16/fp16 autocast (fp16 with a
   GradScaler whose state is resumed), channels_last, ``torch.compile`` of the training step and of restoring,
   activation checkpointing; checkpoints stay plain float32 state dicts with the official keys;
 * test-time padding to the network's size rule (its card; reflect, bottom/right) and crop back; the last
@@ -49,18 +49,25 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch.utils.data import default_collate
 
-from basicsr_restore import checkpoints, distributed, resume, speed
 from basicsr_restore.archs.card import size_rule
-from basicsr_restore.checkpoints import (CheckpointError, check_finite, find_state_dict, fit_summary, load_into,
-                                         non_finite_keys, official_key, read_checkpoint)
-from basicsr_restore.errors import TestSetsMissing, TrainingStopped
-from basicsr_restore.imageio import atomic_path, batch_to_float
-from basicsr_restore.inference import final_output, grid_average, restore_any_size
+from basicsr_restore.core import checkpoints, distributed, resume, speed
+from basicsr_restore.core.checkpoints import official_key, read_checkpoint
+from basicsr_restore.core.errors import TestSetsMissing, TrainingStopped
+from basicsr_restore.core.imageio import atomic_path, batch_to_float
+from basicsr_restore.core.inference import final_output, grid_average, restore_any_size
+from basicsr_restore.core.option_rules import Bool, Choice, Int, Items, Mapping, Number, Path, Text
+from basicsr_restore.core.registry import register
+from basicsr_restore.core.state_dicts import (
+    CheckpointError,
+    check_finite,
+    find_state_dict,
+    fit_summary,
+    load_into,
+    non_finite_keys,
+)
 from basicsr_restore.models import fork_recipe
 from basicsr_restore.models.lr_scheduler import SCHEDULERS, schedule_problems
 from basicsr_restore.models.step_guard import StepGuard
-from basicsr_restore.option_rules import Bool, Choice, Int, Items, Mapping, Number, Path, Text
-from basicsr_restore.register import register
 
 #: version of the extra entries this model writes into training states
 STATE_FORMAT = 1
@@ -139,7 +146,7 @@ class MissingTestSet(torch.utils.data.Dataset):
 class RestorationModel(SRModel):
     """SRModel for single- and multi-output restoration networks (see the module docstring)."""
 
-    #: every key this model reads per section (losses: ``train.<name>_opt``); see ``options_check``
+    #: every key this model reads per section (losses: ``train.<name>_opt``); see ``option_checks``
     #: every key the model reads, with what it takes (``option_rules``): the option check and the editor schema
     OPTION_KEYS = {
         'train': {'ema_decay': Number(0, below=1), 'optim_g': Mapping(), 'scheduler': Mapping(null=True),

@@ -10,7 +10,7 @@ and every later checkpoint is ruined although the optimizer step was skipped. :c
    DDP rank (one tiny all-reduce), so all ranks take the same decision and none waits alone in a collective;
 3. on a bad step: the buffers are put back, the gradients dropped, the optimizer and the EMA left untouched,
    and a warning names the iteration, the non-finite terms and the ranks; after ``max_skipped`` bad steps
-   in a row the run stops with :class:`~basicsr_restore.errors.TrainingStopped`.
+   in a row the run stops with :class:`~basicsr_restore.core.errors.TrainingStopped`.
 
 Every rank always runs its backward pass, also on a NaN loss: that keeps DDP's gradient all-reduce matched.
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from basicsr_restore import distributed
-from basicsr_restore.errors import TrainingStopped
+from basicsr_restore.core import distributed
+from basicsr_restore.core.errors import TrainingStopped
 
 
 @dataclass
