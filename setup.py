@@ -105,7 +105,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['basicsr_restore', 'basicsr_restore.*']),
     py_modules=['basicsr_restore_autoload'],
-    package_data={'basicsr_restore.archs': ['manifests/*.json']},
+    package_data={'basicsr_restore.archs': ['manifests/*.json'], 'basicsr_restore.commands': ['serve_page.html']},
     include_package_data=False,
     install_requires=[
         'basicsr>=1.4.2',

@@ -21,8 +21,7 @@ _registration.watch_imports()  # a module of ours that imports basicsr first is 
 
 
 def _register():
-    from basicsr_restore.host.registration import register_all
-    register_all()
+    _registration.register_all()
 
 
 _compat.when_basicsr_imported(_register)
@@ -32,7 +31,7 @@ _API = ('load', 'build', 'Network')
 
 def __getattr__(name):
     if name in _API:
-        from basicsr_restore import api
+        from basicsr_restore import api  # the API imports torch: only when it is used
         return getattr(api, name)
     raise AttributeError(f'module basicsr_restore has no attribute {name!r}')
 

@@ -5,10 +5,10 @@ Same arguments as ``python -m basicsr.train``. Resume works on machines without 
 """
 import os
 
+from basicsr_restore.host import compat
+
 
 def main(pipeline='train'):
-    import basicsr_restore  # noqa: F401  (registers everything; installs the import fixes)
-    from basicsr_restore.host import compat
     if pipeline == 'train':
         import basicsr.train as runner
         run = runner.train_pipeline

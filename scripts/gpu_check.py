@@ -10,9 +10,9 @@
 4. ``basicsr-restore bench --data`` of the GoPro recipe on the prepared set, raw and png values, with the workers one
    GPU of an 8-GPU node gets (an eighth of the cores, at least 1).
 
-Everything (data, runs, logs) stays in ``--out``. Writes ``REPORT.md`` and ``report.json`` there and exits non-zero at the first failure, printing its log.
-``--tiny`` runs the same path at toy sizes (small frames, the networks' tiny configurations, 3 iterations) and on
-the CPU when there is no GPU: the test suite runs it.
+Everything (data, runs, logs) stays in ``--out``. Writes ``REPORT.md`` and ``report.json`` there and exits non-zero at
+the first failure, printing its log. ``--tiny`` runs the same path at toy sizes (small frames, the networks' tiny
+configurations, 3 iterations) and on the CPU when there is no GPU: the test suite runs it.
 
     python scripts/gpu_check.py [--out gpu-check] [--tiny] [--networks IRNeXt,ChaIR]
 """

@@ -52,7 +52,8 @@ def test_help_is_light_and_plain(args):
 
 def test_version():
     from basicsr_restore import __version__
-    proc = subprocess.run([sys.executable, '-m', 'basicsr_restore.commands.cli', '--version'], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, '-m', 'basicsr_restore.commands.cli', '--version'], capture_output=True,
+                          text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == f'basicsr-restore {__version__}'
 
 

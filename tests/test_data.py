@@ -155,7 +155,8 @@ def test_gt_lq_size_mismatch(tmp_path):
 
 def test_patch_larger_than_image(lmdb_pair):
     ds = dataset(*lmdb_pair, phase='train', gt_size=96)
-    with pytest.raises(ValueError, match=r"dataset 't' \(train\): image 'i0' in .*gt.lmdb is 64x64, smaller than gt_size 96"):
+    with pytest.raises(ValueError,
+                       match=r"dataset 't' \(train\): image 'i0' in .*gt.lmdb is 64x64, smaller than gt_size 96"):
         ds[0]
 
 

@@ -151,7 +151,8 @@ def test_real_network_with_ground_truth_tables(tmp_path, weights, capsys):
     rc, _, err = cli(capsys, *args)
     assert rc == 2 and 'exist already' in err and '--overwrite' in err
     assert cli(capsys, *args, '--overwrite')[0] == 0
-    # the CPU's best switches (channels_last) restore the same images (to one level); an impossible switch is named and dropped
+    # the CPU's best switches (channels_last) restore the same images (to one level); an impossible switch is named and
+    # dropped
     fast = [a if a != tmp_path / 'out' else tmp_path / 'fast' for a in args]
     rc, out, err = cli(capsys, *fast[:-3], '--speed', 'best', '--tf32', *fast[-3:])
     assert rc == 0, err

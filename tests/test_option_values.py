@@ -120,8 +120,8 @@ def test_a_bad_test_run_creates_no_results_folder(small_pairs, tmp_path):
     proc = run(['python', '-m', 'basicsr.test', '-opt', path], cwd=tmp_path, check=False, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr and not (tmp_path / 'results').exists()
-    assert lines[-3].endswith('2 problem(s)') and lines[-2].startswith("  - path.pretrain_network_g: 'missing/net_g.pth' "
-                                                                       'does not exist'), lines
+    assert lines[-3].endswith('2 problem(s)') and lines[-2].startswith('  - path.pretrain_network_g: '
+                                                                       "'missing/net_g.pth' does not exist"), lines
     assert lines[-1] == "  - val.metric_input: 'int' is not allowed: expected uint8 or float.", lines
 
 

@@ -70,7 +70,7 @@ def check_hook_in(wheel):
 def test_wheel_and_editable_wheel_carry_the_hook(source, tmp_path):
     names = check_hook_in(build(source, 'wheel', tmp_path))
     assert {'basicsr_restore_autoload.py', 'basicsr_restore/__init__.py',
-            'basicsr_restore/archs/manifests/IRNeXt_dehaze.json'} <= names
+            'basicsr_restore/archs/manifests/IRNeXt_dehaze.json', 'basicsr_restore/commands/serve_page.html'} <= names
     editable = check_hook_in(build(source, 'editable', tmp_path))
     assert any(n.startswith('__editable__') and n.endswith('.pth') for n in editable)
     assert 'basicsr_restore/__init__.py' not in editable  # the package stays in the source folder

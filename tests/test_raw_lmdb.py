@@ -157,7 +157,8 @@ def test_damaged_raw_values_are_named_in_one_line(tmp_path):
         dataset(roots, 'val')[1]
     roots = pair(tmp_path / 'b', 'raw', frames(np.uint8, 2))
     os.remove(os.path.join(roots[0], FORMAT_NAME))
-    with pytest.raises(ValueError, match=f"gt image 'f0' in .*gt.lmdb is a raw value but the LMDB has no {FORMAT_NAME}"):
+    with pytest.raises(ValueError,
+                       match=f"gt image 'f0' in .*gt.lmdb is a raw value but the LMDB has no {FORMAT_NAME}"):
         dataset(roots, 'val')[0]
     roots = pair(tmp_path / 'c', 'raw', frames(np.uint8, 2))
     with pytest.raises(ValueError, match="image 'f0' in .*gt.lmdb is 44x60, smaller than gt_size 48"):

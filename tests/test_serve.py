@@ -58,14 +58,14 @@ def server(files):
     """``basicsr-restore serve`` on a free port (``--port 0``, the address read from its first lines); ``infer``
     runs on the same file meanwhile. Yields ``(url, process, stderr path, infer process)``."""
     out, err = files / 'serve.out', files / 'serve.err'
-    args = [sys.executable, '-m', 'basicsr_restore.commands.cli', 'serve', '--weights', str(files / 'tiny.pth'), '--port', '0',
-            '--device', 'cpu', '--max-upload-mb', str(MAX_MB), '--max-pixels', MAX_PIXELS] + ARCH
+    args = [sys.executable, '-m', 'basicsr_restore.commands.cli', 'serve', '--weights', str(files / 'tiny.pth'),
+            '--port', '0', '--device', 'cpu', '--max-upload-mb', str(MAX_MB), '--max-pixels', MAX_PIXELS] + ARCH
     with open(out, 'w') as o, open(err, 'w') as e:
         proc = subprocess.Popen(args, cwd=files, env=ENV, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
-    infer = subprocess.Popen([sys.executable, '-m', 'basicsr_restore.commands.cli', 'infer', '-i', str(files / 'in.png'),
-                              '-o', str(files / 'infer'), '--device', 'cpu', '--weights', str(files / 'tiny.pth'),
-                              '--tile', '64', '--tta'] + ARCH, cwd=files, env=ENV, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    infer = subprocess.Popen([sys.executable, '-m', 'basicsr_restore.commands.cli', 'infer', '-i',
+                              str(files / 'in.png'), '-o', str(files / 'infer'), '--device', 'cpu', '--weights',
+                              str(files / 'tiny.pth'), '--tile', '64', '--tta'] + ARCH, cwd=files, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     try:
         deadline, url = time.time() + 120, None
         while url is None:

@@ -1,43 +1,27 @@
-"""EIRN-R: a reconstruction of EIRN ("effective image restoration network", Zhang, Qingdao University),
-a multi-stage network whose query-key mechanism gates features by the per-pixel importance of the
-degraded image.
+"""EIRN-R: a reconstruction of EIRN ("effective image restoration network", Zhang, Qingdao University), a
+multi-stage network whose query-key mechanism gates features by the per-pixel importance of the degraded image.
 
-**This is a reconstruction, not EIRN.** EIRN's code, weights and paper were never published: the only
-source is the README of ``XinyueZhangqdu/EIRN`` (abstract, titles "effective query-key mechanism for image
-restoration" / "Focusing on Features with Higher Importance Degree: A Significance-Wise Mechanism for Image
-Restoration", submitted to TCSVT, then DSP). Nothing here reproduces EIRN's results; call it EIRN-R.
+**This is a reconstruction, not EIRN**: EIRN's code, weights and paper were never published; the only source is
+the README of ``XinyueZhangqdu/EIRN`` (its abstract: a *key map* of features gated by a *query map* of per-pixel
+importance computed from the degraded image, in the blocks and in a *multistage feature fusion block*).
+docs/networks/EIRN.md says what is known and what is guessed.
 
-Known from the abstract: a *key map* holds feature representations, a *query map* computed from the
-degraded image holds the importance of each pixel; the mechanism is used in the blocks and in a
-*multistage feature fusion block*; one architecture for deblurring, denoising and deraining, one model per
-task.
+Guessed: the skeleton is MPRNet (Zamir et al., CVPR 2021; written here from scratch) with two changes:
 
-Guessed (no public source): the skeleton is MPRNet (Zamir et al., CVPR 2021;
-``swz30/MPRNet``, written here from scratch) with two changes:
+* **QKB** replaces the channel-attention block: ``y = x + K * Q``, key ``K = conv3x3(PReLU(conv3x3(x)))``, query
+  ``Q = sigmoid(conv1x1(E))`` where ``E = PReLU(conv3x3(image))`` is the *query stem* of the stage's input patch,
+  resized to the block's scale (1, 1/2, 1/4) once per stage and scale;
+* **MFFB** replaces the cross-stage fusion: ``x + (conv1x1(enc) + conv1x1(dec)) * Q``.
 
-* **QKB** replaces MPRNet's channel-attention block: ``y = x + K * Q`` with the key
-  ``K = conv3x3(PReLU(conv3x3(x)))`` and the query ``Q = sigmoid(conv1x1(E))``, where ``E`` is a *query
-  stem* ``PReLU(conv3x3(image))`` of the stage's input image patch, bilinearly resized to the block's
-  scale (1, 1/2, 1/4) and computed once per stage and scale.
-* **MFFB** replaces MPRNet's cross-stage feature fusion (stage-2 encoder) and the stage-3 injections:
-  ``x + (conv1x1(enc) + conv1x1(dec)) * Q``, the query again from the current stage's image.
+Stage 3's query stem is ``n_feat + scale_orsnetfeats`` wide; stage 1's stems are computed per quadrant; one PReLU
+is shared by the whole network, as MPRNet shares its ``act``. Everything else is MPRNet's (3 stages on 4 quadrants,
+2 halves and the full image; 3-level U-Nets of widths ``C, C+S_u, C+2S_u``; supervised attention; an
+original-resolution stage of width ``C+S_o``; no conv biases). With ``qk_in_blocks=False, qk_in_fusion=False`` the
+network *is* MPRNet (only the fusion keys are named ``mffb{k}.key_{enc,dec}``).
 
-Also guessed: the query stem of stage 3 has the ORSNet width ``n_feat + scale_orsnetfeats`` (the query
-conv maps it to the block width when the block is narrower, as in stage 3's shallow block); query stems of
-stage 1 are computed per quadrant and concatenated like the features; one PReLU (one learnable slope) is
-shared by the whole network, query stems included, as MPRNet shares its ``act``.
-
-Everything else is MPRNet's: 3 stages (4 quadrants, 2 halves, full image), 3-level U-Nets with widths
-``C, C+S_u, C+2S_u`` (bilinear resampling + 1x1 convs), supervised attention modules with 1x1 convs, an
-original-resolution stage of 3 blocks of ``num_cab`` blocks at width ``C+S_o``, no conv biases. With
-``qk_in_blocks=False, qk_in_fusion=False`` the network *is* MPRNet (same computation and parameter count;
-only the fusion keys are named ``mffb{k}.key_{enc,dec}`` instead of ``csff_{enc,dec}{k}``/``conv_*``).
-
-Task presets (MPRNet's widths): deblur ``n_feat=96, scale_unetfeats=48, scale_orsnetfeats=32`` (default,
-20,780,545 parameters, ~803 GMACs at 256x256); denoise ``80, 48, 32`` (16,256,689); derain ``40, 20, 16``
-(3,761,761). No official checkpoint exists (the card's ``checkpoint_key`` is None); the committed manifests
-``EIRN_{deblur,denoise,derain}.json`` pin this module's own layout so that saved checkpoints stay loadable.
-A HINet skeleton, the other plausible reading of the abstract, is not implemented.
+Presets (MPRNet's widths): deblur ``96, 48, 32`` (default, 20,780,545 parameters), denoise ``80, 48, 32``
+(16,256,689), derain ``40, 20, 16`` (3,761,761). No official checkpoint exists; the committed manifests pin this
+module's own layout so that saved checkpoints stay loadable.
 """
 import torch
 import torch.nn.functional as F

@@ -33,7 +33,8 @@ def _own_arguments(name):
 @verb('prepare', 'write training/validation data as LMDB', 'basicsr_restore.commands.prepare.common')
 def _prepare_arguments(p):
     kinds = p.add_subparsers(dest='dataset', required=True, metavar='DATASET')
-    from basicsr_restore.commands.prepare.common import add_dataset_parsers  # every verb the preparer modules declare
+    # only `prepare` imports the preparers (each declares its verbs); other verbs' --help stays light
+    from basicsr_restore.commands.prepare.common import add_dataset_parsers
     add_dataset_parsers(kinds)
 
 
@@ -154,7 +155,8 @@ for _name, _help in (('migrate', "a BasicSR fork's option file (NAFNet, HINet, D
                      ('export', 'a trained network -> ONNX, torch.export program or TorchScript, verified on a photo'),
                      ('serve', 'a browser demo: drop a photo, see before/after, download the PNG (127.0.0.1)'),
                      ('zoo', "the authors' released checkpoints: task, where, preset, option file, paper metrics"),
-                     ('schema', 'the JSON Schema of option files, for editors that complete and check keys as you type')):
+                     ('schema', 'the JSON Schema of option files, for editors that complete and check keys as you '
+                                'type')):
     verb(_name, _help)(_own_arguments(_name))
 
 
@@ -219,7 +221,7 @@ def _main(argv):
         if getattr(args, 'broken', None):
             raise ValueError(f'this command cannot load ({args.broken}); run `basicsr-restore doctor`.')
         if args.verb == 'prepare':
-            from basicsr_restore.commands.prepare.common import run_command
+            from basicsr_restore.commands.prepare.common import run_command  # as above: only for prepare
             run_command(args)
             return 0
         status = importlib.import_module(VERBS[args.verb][1]).run(*(() if args.verb == 'doctor' else (args,)))

@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from basicsr_restore.commands.args import parse_arch_args
 from basicsr_restore.core import checkpoints, state_dicts
+from basicsr_restore.core.identify import UnknownLayout, identify
 from basicsr_restore.core.imageio import atomic_path
 
 
@@ -66,7 +67,6 @@ def convert(src, dst, param_key=None, arch=None, arch_args=None, ema=False, trus
     if not info['stripped']:
         lines.append('prefixes stripped: none')
     if not arch:
-        from basicsr_restore.core.identify import UnknownLayout, identify
         try:
             found = identify(state)
         except UnknownLayout as exc:  # still a valid conversion (e.g. a network of basicsr itself), said plainly

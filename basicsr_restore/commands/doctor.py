@@ -3,6 +3,11 @@ import os
 import platform
 import sys
 
+import basicsr_restore
+import basicsr_restore_autoload as autoload
+from basicsr_restore.core import registry
+from basicsr_restore.host import compat
+
 
 def _version(dist):
     from importlib import metadata
@@ -39,13 +44,9 @@ def run():
     def show(label, value):
         lines.append(f'  {label:<26} {value}')
 
-    import basicsr_restore_autoload as autoload
     hook_installed = autoload.STATE['installed']
     import torch
 
-    import basicsr_restore
-    from basicsr_restore.core import registry
-    from basicsr_restore.host import compat
 
     lines.append('versions')
     show('python', platform.python_version())

@@ -3,8 +3,8 @@
 The network comes from a test option file (``-opt``: ``network_g``, ``path.pretrain_network_g``,
 ``path.param_key_g``), from ``--arch NAME --weights FILE [--arch-args key=value ...]``, or from ``--weights FILE``
 alone: the network the file records (``network_g``, in the checkpoints of this package) or the one its key
-layout identifies (:mod:`basicsr_restore.core.identify`). Any checkpoint layout of :mod:`basicsr_restore.core.checkpoints`,
-strict loading.
+layout identifies (:mod:`basicsr_restore.core.identify`). Any checkpoint layout of
+:mod:`basicsr_restore.core.checkpoints`, strict loading.
 
 The forward pass is :mod:`basicsr_restore.core.inference` (shared with validation, ``report`` and ``bench``):
 
@@ -48,6 +48,7 @@ from basicsr_restore.core.imageio import (
     write_image,
 )
 from basicsr_restore.core.inference import Restorer, pick_device, to_output, to_tensor
+from basicsr_restore.metrics.tables import format_markdown, write_tables
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -261,7 +262,6 @@ def run(args):
     done = len(jobs) - len(failures)
     print(f'{done} image(s) restored in {time.time() - start:.1f} s')
     if rows:
-        from basicsr_restore.metrics.tables import format_markdown, write_tables
         paths = write_tables(rows, args.output, f'metrics{args.suffix}', title=line.split(' <- ')[0])
         print(format_markdown(rows), end='')
         print(f'scores: {paths[0]}, {paths[1]}')

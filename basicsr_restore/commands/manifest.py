@@ -14,6 +14,7 @@ import os
 from basicsr_restore.archs.card import card_of, manifest_of, manifest_path
 from basicsr_restore.core import checkpoints, state_dicts
 from basicsr_restore.core.imageio import atomic_path
+from basicsr_restore.core.registry import register_module
 
 
 def write_manifest(cls, preset, weights=None, param_key=None, source=None, out=None, overwrite=False):
@@ -41,7 +42,6 @@ def write_manifest(cls, preset, weights=None, param_key=None, source=None, out=N
 
 def run(args):
     if args.import_module:
-        from basicsr_restore.core.registry import register_module
         try:
             module = importlib.import_module(args.import_module)
         except ImportError as exc:

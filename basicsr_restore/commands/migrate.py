@@ -13,6 +13,9 @@ import sys
 
 import yaml
 
+from basicsr_restore.core.imageio import atomic_path
+from basicsr_restore.core.option_files import read_option_file
+
 #: the forks' model names -> whether they clip the gradients (max-norm 0.01) when ``use_grad_clip`` is absent
 FORK_MODELS = {'ImageRestorationModel': True, 'ImageCleanModel': False}
 #: the forks' dataset names that are this package's PairedRestorationDataset
@@ -122,7 +125,6 @@ def emit(opt, notes, path=(), indent=0):
 
 def migrated_text(path):
     """The migrated option file of ``path`` as text (a header, then the options with their comments)."""
-    from basicsr_restore.core.option_files import read_option_file
     m = migrate(read_option_file(path, what='FORK.yml'))
     header = [f'# migrated by basicsr-restore from {os.path.basename(path)}: {len(m.notes)} translated key(s), '
               'marked "# migrate:"; every other key is read as in the fork']
@@ -136,7 +138,6 @@ def run(args):
         return 0
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"-o '{args.output}' exists; pass --overwrite to replace it.")
-    from basicsr_restore.core.imageio import atomic_path
     with atomic_path(args.output) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         f.write(text)
     print(f'wrote {args.output}')

@@ -16,6 +16,25 @@ import copy
 import inspect
 import json
 
+from basicsr_restore.core.imageio import atomic_path
+from basicsr_restore.core.option_problems import optional
+from basicsr_restore.core.option_rules import Anything, Choice, Text, signature_rules
+from basicsr_restore.core.registry import OURS, registry
+from basicsr_restore.host.option_checks import (
+    ALLOW,
+    DIST_PARAMS,
+    HOST_BACKENDS,
+    HOST_DATASETS,
+    LOADER,
+    LOGGER,
+    METRIC_EXTRA,
+    PHASES,
+    RUNNER_PATHS,
+    TOP_LEVEL,
+    WANDB,
+)
+from basicsr_restore.host.registration import register_all
+
 DRAFT = 'http://json-schema.org/draft-07/schema#'
 
 
@@ -54,7 +73,6 @@ def _takes_any_keyword(fn):
 
 def _arguments(registry, skip=(), extra=None):
     """``{name: rules}`` of a registry's classes/functions, and the names whose keys are closed."""
-    from basicsr_restore.core.option_rules import Text, signature_rules
     table, closed = {}, []
     for name in list(registry.keys()):
         fn = registry.get(name)
@@ -73,9 +91,7 @@ def _optimizers():
 
 
 def _schedulers():
-    from basicsr_restore.core.option_problems import optional
-    from basicsr_restore.core.option_rules import Text, signature_rules
-    from basicsr_restore.models.lr_scheduler import SCHEDULERS
+    from basicsr_restore.models.lr_scheduler import SCHEDULERS  # keeps `schema --help` light (torch)
     table = {}
     for name, cls in SCHEDULERS.items():
         rules = {**signature_rules(cls, ('optimizer', 'last_epoch')), 'type': Text()}
@@ -88,8 +104,6 @@ def _schedulers():
 def _datasets():
     from basicsr.utils.registry import DATASET_REGISTRY
 
-    from basicsr_restore.core.option_rules import Choice
-    from basicsr_restore.host.option_checks import HOST_BACKENDS, HOST_DATASETS, LOADER
     table, closed = {}, []
     for name in list(DATASET_REGISTRY.keys()):
         cls = DATASET_REGISTRY.get(name)
@@ -118,8 +132,7 @@ class _Raw:
 def _size_conditions():
     """Root-level conditions: for each network of this package, ``gt_size`` (and the progressive ``gt_sizes``) on
     its size rule, ``batch_size_per_gpu`` >= 2 where its BatchNorm needs it."""
-    from basicsr_restore.archs.card import card_of, constructor_arguments
-    from basicsr_restore.core.registry import OURS, registry
+    from basicsr_restore.archs.card import card_of, constructor_arguments  # keeps `schema --help` light (torch)
     out = []
     archs = registry('arch')
     for name in OURS['arch']:
@@ -165,19 +178,7 @@ def build():
     """The JSON Schema (a dict) of option files of this package's models, for the installed registries."""
     from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
-    from basicsr_restore.core import speed
-    from basicsr_restore.core.option_rules import Anything, Choice
-    from basicsr_restore.host.option_checks import (
-        ALLOW,
-        DIST_PARAMS,
-        LOGGER,
-        METRIC_EXTRA,
-        PHASES,
-        RUNNER_PATHS,
-        TOP_LEVEL,
-        WANDB,
-    )
-    from basicsr_restore.host.registration import register_all
+    from basicsr_restore.core import speed  # keeps `schema --help` light (torch)
     register_all()
     ours = sorted(n for n in MODEL_REGISTRY.keys() if getattr(MODEL_REGISTRY.get(n), 'OPTION_KEYS', None) is not None)
     keys = MODEL_REGISTRY.get('RestorationModel').OPTION_KEYS
@@ -224,7 +225,6 @@ def run(args):
     if not args.output:
         print(text, end='')
         return 0
-    from basicsr_restore.core.imageio import atomic_path
     with atomic_path(args.output) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         f.write(text)
     print(f'wrote {args.output}: the JSON Schema of option files. Put this line at the top of an option file (path '

@@ -20,6 +20,7 @@ and shows the PNG that comes back beside the original. The server is the standar
   authentication, so another host exposes the demo, and the machine's CPU/GPU, to whoever can reach it.
 """
 import html
+import importlib.resources
 import json
 import socket
 import sys
@@ -28,6 +29,9 @@ import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from basicsr_restore.commands.args import parse_arch_args
+from basicsr_restore.core.image_header import ACCEPTED_TEXT, HeaderError, UnsupportedImage, image_size
 
 MB = 1024 * 1024
 DRAIN_LIMIT = 64 * MB  # a refused upload up to this size is read and dropped, so the browser sees the answer
@@ -46,8 +50,7 @@ class Refused(Exception):
 def open_model(args):
     """The network behind the page (:func:`basicsr_restore.api.load`: named by ``--arch``, else found from the
     file), restoring through the path of ``infer``."""
-    from basicsr_restore import api
-    from basicsr_restore.commands.args import parse_arch_args
+    from basicsr_restore import api  # keeps `serve --help` light: the API imports torch
     return api.load(args.weights, args.arch, param_key=args.param_key, trusted=args.trusted, device=args.device,
                     **parse_arch_args(args.arch_args))
 
@@ -138,7 +141,6 @@ class Demo:
     def check_header(self, data, label):
         """``(width, height)`` of the upload from its header alone, within ``--max-pixels``; else :class:`Refused`
         (400 empty, not an image or a damaged header; 415 another format; 413 too many pixels)."""
-        from basicsr_restore.core.image_header import ACCEPTED_TEXT, HeaderError, UnsupportedImage, image_size
         if not data:
             raise Refused(HTTPStatus.BAD_REQUEST, 'The upload is empty: choose an image file.')
         try:
@@ -156,10 +158,9 @@ class Demo:
     def restore(self, data, tile, tta, name):
         """PNG bytes of the restored upload, and a one-line summary. The header is judged first (no pixel
         decoded); decoding, restoring and encoding hold the lock."""
-        import cv2
+        import cv2  # keeps `serve --help` light (torch, OpenCV), as the import below
         import torch
 
-        from basicsr_restore.core.image_header import ACCEPTED_TEXT
         from basicsr_restore.core.imageio import ImageError, decode
         label = f"'{name}'" if name else 'the upload'
         w, h = self.check_header(data, label)
@@ -309,121 +310,16 @@ def bind(host, port, handler):
 
 
 # ------------------------------------------------------------------------------------------------ page
+#: the page's file, package data beside this module (``{{NAME}}``, ``{{CONFIG}}``, ``{{TILES}}`` are filled in)
+PAGE_FILE = 'serve_page.html'
+
+
 def render_page(name, limits):
+    page = importlib.resources.files(__package__).joinpath(PAGE_FILE).read_text(encoding='utf-8')
     config = json.dumps({'maxBytes': limits.max_bytes, 'maxMb': limits.max_mb}).replace('<', '\\u003c')
     tiles = '\n'.join(f'<option value="{t}">{"whole image" if t == 0 else f"{t} px"}</option>' for t in TILE_CHOICES)
-    return (PAGE.replace('{{NAME}}', html.escape(name)).replace('{{CONFIG}}', config)
+    return (page.replace('{{NAME}}', html.escape(name)).replace('{{CONFIG}}', config)
             .replace('{{TILES}}', tiles))
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>basicsr-restore</title>
-<style>
-  body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 1100px; padding: 0 1rem;
-         color: #222; }
-  h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
-  .model { color: #555; margin: 0 0 1rem; font-family: ui-monospace, monospace; font-size: .85rem; }
-  #drop { border: 2px dashed #999; border-radius: 8px; padding: 1rem; text-align: center; background: #fafafa; }
-  #drop.over { border-color: #2a6; background: #efe; }
-  .controls { display: flex; gap: 1.2rem; align-items: center; flex-wrap: wrap; margin: .8rem 0; }
-  button { font-size: 1rem; padding: .35rem 1.2rem; }
-  #status { min-height: 1.4em; margin: .4rem 0; }
-  #status[data-state=error] { color: #b00; font-weight: 600; }
-  #status[data-state=done] { color: #063; }
-  .pair { display: flex; gap: 1rem; }
-  figure { flex: 1; margin: 0; min-width: 0; }
-  figcaption { font-weight: 600; margin-bottom: .3rem; }
-  figure img { width: 100%; max-height: 75vh; min-height: 3rem; object-fit: contain; background: #eee;
-               image-rendering: pixelated; display: block; }
-  #download { display: inline-block; margin-top: .5rem; }
-</style>
-</head>
-<body>
-<h1>Restore a photo</h1>
-<p class="model">{{NAME}}</p>
-<div id="drop">Drop a photo here, or <input type="file" id="file" accept="image/*,.tif,.tiff"></div>
-<div class="controls">
-  <label>Tiles <select id="tile">
-{{TILES}}
-  </select></label>
-  <label><input type="checkbox" id="tta"> self-ensemble (TTA, 8&times; slower)</label>
-  <button id="go" disabled>Restore</button>
-</div>
-<p id="status" role="status" data-state="idle">Choose or drop an image (PNG, TIFF, JPEG, BMP or WebP).</p>
-<div class="pair">
-  <figure><figcaption>Before</figcaption><img id="before" alt=""></figure>
-  <figure><figcaption>After</figcaption><img id="after" alt="">
-    <a id="download" hidden>Download restored PNG</a></figure>
-</div>
-<script id="config" type="application/json">{{CONFIG}}</script>
-<script>
-'use strict';
-const cfg = JSON.parse(document.getElementById('config').textContent);
-const $ = (id) => document.getElementById(id);
-let chosen = null, beforeUrl = null, afterUrl = null;
-
-function say(text, state) { $('status').textContent = text; $('status').dataset.state = state; }
-
-function pick(file) {
-  if (!file) return;
-  chosen = file;
-  if (beforeUrl) URL.revokeObjectURL(beforeUrl);
-  beforeUrl = URL.createObjectURL(file);
-  $('before').alt = 'no preview of ' + file.name + ' in this browser';
-  $('before').src = beforeUrl;
-  $('after').removeAttribute('src');
-  $('download').hidden = true;
-  $('go').disabled = false;
-  say(file.name + ' (' + (file.size / 1024).toFixed(0) + ' KB): press Restore.', 'ready');
-}
-
-$('file').addEventListener('change', (e) => pick(e.target.files[0]));
-const drop = $('drop');
-drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', (e) => {
-  e.preventDefault(); drop.classList.remove('over'); pick(e.dataTransfer.files[0]);
-});
-
-async function restore() {
-  if (!chosen) return;
-  if (chosen.size > cfg.maxBytes) {
-    say('The upload is ' + (chosen.size / 1048576).toFixed(1) + ' MB; this server accepts at most ' + cfg.maxMb +
-        ' MB per image (restart it with a larger --max-upload-mb).', 'error');
-    return;
-  }
-  const query = new URLSearchParams({tile: $('tile').value, tta: $('tta').checked ? '1' : '0', name: chosen.name});
-  $('go').disabled = true;
-  say('Restoring ' + chosen.name + ' ...', 'busy');
-  try {
-    const answer = await fetch('restore?' + query, {method: 'POST', body: chosen,
-                                                    headers: {'Content-Type': 'application/octet-stream'}});
-    if (!answer.ok) { say(await answer.text(), 'error'); return; }
-    const blob = await answer.blob();
-    if (afterUrl) URL.revokeObjectURL(afterUrl);
-    afterUrl = URL.createObjectURL(blob);
-    $('after').src = afterUrl;
-    await $('after').decode();
-    const link = $('download');
-    link.href = afterUrl;
-    link.download = chosen.name.replace(/\\.[^.]*$/, '') + '_restored.png';
-    link.hidden = false;
-    say('Restored: ' + (answer.headers.get('X-Restore-Info') || ''), 'done');
-  } catch (err) {
-    say('No answer from the server (' + err + '). Is it still running?', 'error');
-  } finally {
-    $('go').disabled = false;
-  }
-}
-$('go').addEventListener('click', restore);
-</script>
-</body>
-</html>
-"""
 
 
 # ------------------------------------------------------------------------------------------------- CLI

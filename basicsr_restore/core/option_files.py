@@ -1,6 +1,7 @@
 """Reading option files: one clear error for a missing file, a YAML syntax error (file, line, column), a key written
-twice in one mapping (YAML would keep the last one and drop the other in silence) or a file that holds no options. Every tool that takes ``-opt`` reads through here; the runners check the syntax here too before
-basicsr parses the file."""
+twice in one mapping (YAML would keep the last one and drop the other in silence) or a file that holds no options.
+Every tool that takes ``-opt`` reads through here; the runners check the syntax here too before basicsr parses the
+file."""
 from basicsr_restore.core.errors import OptionError
 
 

@@ -312,8 +312,8 @@ def _from_default(default):
 def signature_rules(fn, skip=()):
     """``{argument: rule}`` for the keyword arguments of ``fn`` (a class or function) that its signature types:
     annotated, or with a default of a plain type; ``OPTION_RULES`` of a class adds or overrides rules (a rule, or a
-    tuple of the words the argument takes: plain-torch networks state them without importing this module). Arguments with
-    a default may be left out; arguments without one are marked required (:data:`REQUIRED`)."""
+    tuple of the words the argument takes: plain-torch networks state them without importing this module). Arguments
+    with a default may be left out; arguments without one are marked required (:data:`REQUIRED`)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from basicsr_restore.core import distributed
+from basicsr_restore.core import distributed, safetensors_io
 
 #: set by :func:`load_resume_state`: the ``progress`` entry of the state being resumed
 _RESUMED = {}
@@ -152,7 +152,8 @@ def seed_train_loader(loaders, opt, logger):
     train_loader, _, val_loaders, total_epochs, total_iters = loaders
     dataset_opt = dict(opt['datasets']['train'])
     if 'pin_memory' not in dataset_opt and opt['num_gpu'] and torch.cuda.is_available():
-        dataset_opt['pin_memory'] = True  # integer batches copy to the GPU without blocking (RestorationModel.feed_data)
+        # integer batches copy to the GPU without blocking (RestorationModel.feed_data)
+        dataset_opt['pin_memory'] = True
     train_set = train_loader.dataset
     sampler = SeededSampler(train_set, opt['world_size'], opt['rank'], dataset_opt.get('dataset_enlarge_ratio', 1),
                             opt['manual_seed'], train_loader.batch_size)
@@ -219,7 +220,6 @@ SAFETENSORS = '.safetensors'
 
 def _check_loadable(path):
     if path.endswith(SAFETENSORS):
-        from basicsr_restore.core import safetensors_io
         safetensors_io.read_header(path, 'network file')  # every tensor's bytes are in the file
     else:
         torch.load(path, map_location='cpu', weights_only=True, mmap=True)

@@ -1,5 +1,5 @@
-"""``.safetensors`` weights files: read by :func:`basicsr_restore.core.checkpoints.read_checkpoint` (so by every tool that
-reads weights), written by the model (``logger.save_format: safetensors``) and ``convert --to safetensors``.
+"""``.safetensors`` weights files: read by :func:`basicsr_restore.core.checkpoints.read_checkpoint` (so by every tool
+that reads weights), written by the model (``logger.save_format: safetensors``) and ``convert --to safetensors``.
 
 A safetensors file is an 8-byte little-endian header length, a JSON header (``{name: {dtype, shape,
 data_offsets}}``, plus ``__metadata__``: string -> string) and the raw tensor bytes. Nothing in it is executed when
@@ -70,23 +70,23 @@ def read_header(path, what='weights'):
     with open(path, 'rb') as f:
         head = f.read(8)
         if len(head) < 8:
-            raise CheckpointError(f'{where} is truncated: {size} bytes, less than the 8-byte header length of a safetensors '
-                         'file.')
+            raise CheckpointError(f'{where} is truncated: {size} bytes, less than the 8-byte header length of a '
+                                  'safetensors file.')
         length = int.from_bytes(head, 'little')
         if length > MAX_HEADER:
-            raise CheckpointError(f'{where} is not a readable safetensors file: its header length field says {length:,} bytes '
-                         f'(at most {MAX_HEADER:,}).')
+            raise CheckpointError(f'{where} is not a readable safetensors file: its header length field says '
+                                  f'{length:,} bytes (at most {MAX_HEADER:,}).')
         if length > size - 8:
-            raise CheckpointError(f'{where} is truncated: its header needs {length:,} bytes, the file has {size - 8:,} after '
-                         'the length field.')
+            raise CheckpointError(f'{where} is truncated: its header needs {length:,} bytes, the file has '
+                                  f'{size - 8:,} after the length field.')
         raw = f.read(length)
     try:
         header = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f'{where} is not a readable safetensors file: its header is not JSON ({exc}).') from None
     if not isinstance(header, dict):
-        raise CheckpointError(f'{where} is not a readable safetensors file: its header is a JSON {type(header).__name__}, not '
-                     'an object.')
+        raise CheckpointError(f'{where} is not a readable safetensors file: its header is a JSON '
+                              f'{type(header).__name__}, not an object.')
     metadata = header.pop('__metadata__', None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f'{where}: its __metadata__ must map names to strings.')
@@ -98,22 +98,23 @@ def read_header(path, what='weights'):
     position, previous = 0, None
     for begin, end, name in spans:
         if begin < position:
-            raise CheckpointError(f"{where}: its header lies: tensors '{previous}' and '{name}' overlap (bytes {begin:,} to "
-                         f'{position:,} of the data).')
+            raise CheckpointError(f"{where}: its header lies: tensors '{previous}' and '{name}' overlap (bytes "
+                                  f'{begin:,} to {position:,} of the data).')
         if begin > position:
-            raise CheckpointError(f"{where}: its header lies: bytes {position:,} to {begin:,} of the data, before tensor "
-                         f"'{name}', belong to no tensor.")
+            raise CheckpointError(f'{where}: its header lies: bytes {position:,} to {begin:,} of the data, before '
+                                  f"tensor '{name}', belong to no tensor.")
         position, previous = end, name
     if position != data_size:
-        raise CheckpointError(f'{where}: its header lies: the tensors end at byte {position:,} of the data, the file holds '
-                     f'{data_size:,} (extra bytes after the last tensor).')
+        raise CheckpointError(f'{where}: its header lies: the tensors end at byte {position:,} of the data, the file '
+                              f'holds {data_size:,} (extra bytes after the last tensor).')
     return {name: header[name] for _, _, name in spans}, metadata, data_start
 
 
 def _check_entry(where, name, entry, data_size):
     """``(begin, end, name)`` of one header entry, checked: known dtype, a shape, offsets whose size fits both."""
     if not isinstance(entry, dict) or not {'dtype', 'shape', 'data_offsets'} <= set(entry):
-        raise CheckpointError(f"{where}: header entry '{name}' is not a tensor (it needs dtype, shape and data_offsets).")
+        raise CheckpointError(f"{where}: header entry '{name}' is not a tensor (it needs dtype, shape and "
+                              'data_offsets).')
     dtype, shape, offsets = entry['dtype'], entry['shape'], entry['data_offsets']
     if dtype not in DTYPE_BYTES:
         raise CheckpointError(f"{where}: tensor '{name}' has the dtype {dtype!r}, not one of {', '.join(DTYPE_BYTES)}.")
@@ -128,11 +129,11 @@ def _check_entry(where, name, entry, data_size):
     begin, end = offsets
     need = math.prod(shape) * DTYPE_BYTES[dtype]
     if end - begin != need:
-        raise CheckpointError(f"{where}: its header lies: tensor '{name}' ({dtype}, shape {shape}) needs {need:,} bytes, its "
-                     f'offsets [{begin}, {end}] give {end - begin:,}.')
+        raise CheckpointError(f"{where}: its header lies: tensor '{name}' ({dtype}, shape {shape}) needs {need:,} "
+                              f'bytes, its offsets [{begin}, {end}] give {end - begin:,}.')
     if end > data_size:
-        raise CheckpointError(f"{where} is truncated or its header lies: tensor '{name}' ends at byte {end:,} of the data, "
-                     f'the file holds {data_size:,}.')
+        raise CheckpointError(f"{where} is truncated or its header lies: tensor '{name}' ends at byte {end:,} of the "
+                              f'data, the file holds {data_size:,}.')
     return begin, end, name
 
 
@@ -186,8 +187,9 @@ def tensors_of(payload, where='weights'):
                 check_finite(value, f'{where} ({key})')
                 groups[key] = value
             else:
-                raise CheckpointError(f"{where}: cannot store the entry {key!r} ({type(value).__name__}) in a safetensors file "
-                             f"(it holds {', '.join(GROUPS)} state dicts and the {RECORD} record).")
+                raise CheckpointError(f'{where}: cannot store the entry {key!r} ({type(value).__name__}) in a '
+                                      f"safetensors file (it holds {', '.join(GROUPS)} state dicts and the {RECORD} "
+                                      'record).')
         if not groups:
             raise CheckpointError(f'{where}: nothing to write (no {" or ".join(GROUPS)} state dict).')
     tensors = {}

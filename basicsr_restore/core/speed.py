@@ -41,6 +41,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from basicsr_restore.archs.card import card_of
 from basicsr_restore.core.errors import OptionError
 from basicsr_restore.core.option_rules import Bool, Choice, Either, Items, Text
 
@@ -297,7 +298,6 @@ class _Checkpointed:
 
 def checkpoint_blocks(net):
     """Block class names that ``checkpoint: true`` recomputes: the network card's ``checkpoint_blocks``."""
-    from basicsr_restore.archs.card import card_of
     card = card_of(net)
     return card.checkpoint_blocks if card else ()
 

@@ -33,7 +33,7 @@ from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
-from basicsr_restore.core.imageio import atomic_path
+from basicsr_restore.core.imageio import atomic_path, decode
 
 _UNSAFE = re.compile(r'[^A-Za-z0-9_\-/]')
 _META = re.compile(r'^(?P<key>\S+?)(?:\.png)?\s+\((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\d+)\)')
@@ -143,7 +143,6 @@ def decode_value(buf, fmt, where):
     """The image (uint8/uint16, HxWxC BGR, a copy) of one stored value in format ``fmt``."""
     if fmt == 'raw':
         return RawImage.parse(buf, where).whole()
-    from basicsr_restore.core.imageio import decode
     return decode(buf, where)
 
 

@@ -248,7 +248,8 @@ class PairedRestorationDataset(data.Dataset):
             return RawImage.parse(buf, where, self.shapes[stream].get(key)), where
         if RawImage.is_raw(buf):
             raise ValueError(f'{where} is a raw value but the LMDB has no {FORMAT_NAME} saying so (a folder copied '
-                             'without it?). Prepare it again, or convert it with `basicsr-restore prepare lmdb-format`.')
+                             'without it?). Prepare it again, or convert it with `basicsr-restore prepare '
+                             'lmdb-format`.')
         return Decoded(decode(buf, where)), where
 
     def _check(self, key, stored, wheres):
@@ -280,9 +281,10 @@ class PairedRestorationDataset(data.Dataset):
         return None
 
     def __getitem__(self, index):
-        """One sample (:meth:`_sample`). Whatever is wrong with its data is one :class:`~basicsr_restore.core.errors.DataError`
-        naming the dataset, its phase, the key and the problem, which the runners print as one line, also when a
-        DataLoader worker read the sample (the traceback goes to the run's log file)."""
+        """One sample (:meth:`_sample`). Whatever is wrong with its data is one
+        :class:`~basicsr_restore.core.errors.DataError` naming the dataset, its phase, the key and the problem, which
+        the runners print as one line, also when a DataLoader worker read the sample (the traceback goes to the run's
+        log file)."""
         try:
             return self._sample(index)
         except DataError:

@@ -31,6 +31,8 @@ import sys
 from collections import OrderedDict
 
 import basicsr_restore_autoload as _autoload
+from basicsr_restore.core import errors, option_files
+from basicsr_restore.host import option_checks
 
 #: human-readable list of the fixes that were needed and applied in this process
 APPLIED = []
@@ -97,7 +99,7 @@ def _remember_launch_options():
     before the parsed options exist, without ``dist_params`` for the pytorch launcher)."""
     import yaml
 
-    from basicsr_restore.core import distributed
+    from basicsr_restore.core import distributed  # keeps ``import basicsr_restore`` light (torch)
     distributed.PENDING.clear()
     path = _argument('-opt')
     if _argument('--launcher') in (None, 'none') or not path or not os.path.isfile(path):
@@ -116,8 +118,7 @@ def _wrap_parse_options(original):
         return original
 
     def parse_options(root_path, is_train=True):
-        from basicsr_restore.core import errors, option_files
-        from basicsr_restore.host import option_checks, runner_helpers
+        from basicsr_restore.host import runner_helpers  # imports basicsr's runners: only once a run starts
         errors.install_excepthook()
         _normalise_local_rank_flag()
         for name in runner_helpers.adopt(sys._getframe(1).f_globals, is_train):
@@ -146,7 +147,7 @@ def apply_runner_fixes():
     """Wrap ``parse_options`` where basicsr's runners look it up. Idempotent; needs basicsr imported."""
     import basicsr.utils.options as options
 
-    from basicsr_restore.core import distributed
+    from basicsr_restore.core import distributed  # keeps ``import basicsr_restore`` light (torch)
     options.parse_options = _wrap_parse_options(options.parse_options)
     if getattr(options, 'init_dist', None) is not distributed.init_dist:
         options.init_dist = distributed.init_dist  # what basicsr's parse_options calls for --launcher
@@ -160,6 +161,7 @@ def apply_runner_fixes():
 def _raw_aware(original):
     import numpy as np
 
+    # keeps ``import basicsr_restore`` light (numpy): only basicsr's readers need these
     from basicsr_restore.core.imageio import to_8bit
     from basicsr_restore.data.lmdb_io import RawImage
 

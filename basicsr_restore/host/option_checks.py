@@ -16,8 +16,8 @@ signatures of the named classes); the optimizer, the scheduler and the network c
 probe, on the meta device); values that must agree are compared (warm-up and schedule against ``total_iter``,
 ``gt_size`` against the network's size rule, batches against its BatchNorm); files and folders must exist.
 
-All problems are reported together, one line each, unknown keys with the closest valid name. ``allow_unknown_keys: true`` at the
-top of the option file turns the unknown-*key* checks off (type names are still checked); a list such as
+All problems are reported together, one line each, unknown keys with the closest valid name. ``allow_unknown_keys:
+true`` at the top of the option file turns the unknown-*key* checks off (type names are still checked); a list such as
 ``allow_unknown_keys: [train.my_key, datasets.train.extra]`` allows just those keys (and what is below them).
 """
 from basicsr_restore.core.errors import OptionError
@@ -81,7 +81,7 @@ def _probe_parameters():
 
 # ------------------------------------------------------------------------------------------------ sections
 def _speed(opt, problems):
-    from basicsr_restore.core import speed
+    from basicsr_restore.core import speed  # torch: `schema --help` imports this module
     block = opt.get('speed')
     if isinstance(block, dict):
         problems.keys(block, set(speed.KEYS), 'speed', 'the speed switches (docs/speed.md)')
@@ -97,7 +97,7 @@ def _network(opt, problems):
     package's networks when the arguments are right, else None."""
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    from basicsr_restore.archs.card import card_of, constructor_arguments
+    from basicsr_restore.archs.card import card_of, constructor_arguments  # torch: `schema --help` imports this module
     spec = opt.get('network_g')
     cls = problems.type_name(spec, ARCH_REGISTRY, 'network_g', 'network')
     if cls is None or not problems.arguments(spec, cls, 'network_g', f'{cls.__name__}()'):
@@ -164,7 +164,8 @@ def _datasets(opt, problems, network):
             problems.values(spec, LOADER, where)
             continue
         if tolerant or spec.get('optional'):
-            problems.skip_paths.update(f'{where}.{k}' for k in rules if k.startswith('dataroot') or k == 'meta_info_file')
+            problems.skip_paths.update(f'{where}.{k}' for k in rules
+                                       if k.startswith('dataroot') or k == 'meta_info_file')
         problems.values(spec, {**rules, **LOADER}, where, f'{cls.__name__} or the dataloader')
         backends = getattr(cls, 'BACKENDS', HOST_BACKENDS)
         backend = (spec.get('io_backend') or {}) if isinstance(spec.get('io_backend') or {}, dict) else {}
@@ -213,6 +214,7 @@ def _optimizer(train, problems):
 def _scheduler(train, problems):
     import torch
 
+    # torch: `schema --help` imports this module
     from basicsr_restore.models.lr_scheduler import SCHEDULERS, schedule_problems
     spec = train.get('scheduler')
     if not isinstance(spec, dict):

@@ -16,7 +16,8 @@ The runner module that calls ``parse_options`` (``__main__`` for ``python -m bas
 import os
 
 from basicsr_restore.core import resume
-from basicsr_restore.models.restoration_model import MissingTestSet, RestorationModel
+from basicsr_restore.models.restoration_model import RestorationModel
+from basicsr_restore.models.validation import MissingTestSet
 
 #: originals of the replaced names, per runner module
 _ORIGINALS = {}

@@ -12,6 +12,8 @@ import math
 import numbers
 import os
 
+from basicsr_restore.core.imageio import atomic_path
+
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -85,7 +87,6 @@ def format_csv(rows):
 
 
 def _write_atomic(path, text):
-    from basicsr_restore.core.imageio import atomic_path
     with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8', newline='') as f:
         f.write(text)
 

@@ -109,7 +109,8 @@ def schedule_problems(cls, spec, train):
             out.append(('train.scheduler.periods', f'add up to {sum(periods)}, less than train.total_iter ({total}): '
                         f'the schedule is not defined past the last period; make them add up to {total}'))
         else:
-            lengths = {k: len(spec[k]) for k in ('restart_weights', 'eta_mins') if isinstance(spec.get(k), (list, tuple))}
+            lengths = {k: len(spec[k]) for k in ('restart_weights', 'eta_mins')
+                       if isinstance(spec.get(k), (list, tuple))}
             for key, length in lengths.items():
                 if length != len(periods):
                     out.append((f'train.scheduler.{key}', f'has {length} values for {len(periods)} periods; give one '

@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import basicsr_restore.commands.prepare as package
 from basicsr_restore.commands.prepare.store import Cut, WriteOptions, folder_megabytes, write_streams
 from basicsr_restore.core.imageio import ImageError, atomic_path, images_in
+from basicsr_restore.data.lmdb_io import recover
 
 
 class LayoutError(ValueError):
@@ -146,7 +148,6 @@ class Split:
 def split_state(out_dir, streams):
     """``'absent'``, ``'complete'`` (every LMDB exists) or ``'mixed'``, after finishing a publication that an
     interrupted run left half done (``lmdb_io.recover``)."""
-    from basicsr_restore.data.lmdb_io import recover
     if os.path.isdir(out_dir):
         recover(out_dir)
     present = [s for s in streams if os.path.isdir(os.path.join(out_dir, f'{s}.lmdb'))]
@@ -262,7 +263,6 @@ def preparer_modules():
     import importlib
     import pkgutil
 
-    import basicsr_restore.commands.prepare as package
     modules = [importlib.import_module(f'basicsr_restore.commands.prepare.{m.name}')
                for m in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name)]
     return [m for m in modules if getattr(m, 'VERBS', None)]

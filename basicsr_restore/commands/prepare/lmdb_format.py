@@ -12,13 +12,24 @@ import shutil
 
 from basicsr_restore.commands.prepare.common import Verb, WriteOptions, add_write_options
 from basicsr_restore.commands.prepare.store import folder_megabytes, ordered_map
+from basicsr_restore.data.lmdb_io import (
+    META_NAME,
+    check_published,
+    decode_value,
+    encode_value,
+    lmdb_group,
+    open_lmdb,
+    read_format,
+    read_meta_info,
+)
 
 
 def groups_in(src):
     """``{folder: [lmdb names]}`` of every folder at or below ``src`` holding ``*.lmdb`` folders."""
     if str(src).rstrip('/').endswith('.lmdb'):
         raise ValueError(f"SRC '{src}' is one LMDB; give the folder that holds it with its partners (e.g. "
-                         f"'{os.path.dirname(str(src).rstrip('/')) or '.'}'): the LMDBs of a pair are converted together.")
+                         f"'{os.path.dirname(str(src).rstrip('/')) or '.'}'): the LMDBs of a pair are converted "
+                         'together.')
     if not os.path.isdir(src):
         raise FileNotFoundError(f"SRC '{src}' is not a folder.")
     found = {}
@@ -34,7 +45,6 @@ def groups_in(src):
 
 def _recode(job):
     values, src_fmt, write, where = job
-    from basicsr_restore.data.lmdb_io import decode_value, encode_value
     out = []
     for key, value in values:
         img = decode_value(value, src_fmt, f'{where}: {key}')
@@ -46,14 +56,6 @@ def convert_group(src_dir, names, dst_dir, write, chunk=16):
     """Convert the LMDBs ``names`` of ``src_dir`` into ``dst_dir``; returns ``{name: source format}``."""
     from tqdm import tqdm
 
-    from basicsr_restore.data.lmdb_io import (
-        META_NAME,
-        check_published,
-        lmdb_group,
-        open_lmdb,
-        read_format,
-        read_meta_info,
-    )
     sources = {}
     for name in names:
         path = os.path.join(src_dir, name)

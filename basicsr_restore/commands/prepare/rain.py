@@ -24,6 +24,7 @@ from basicsr_restore.commands.prepare.common import (
     replace_rule,
     run_splits,
 )
+from basicsr_restore.data.lmdb_io import read_meta_info
 
 LQ_NAMES = ('input', 'rain', 'rainy')
 GT_NAMES = ('target', 'norain', 'gt', 'groundtruth', 'clean')
@@ -84,7 +85,6 @@ def run_rain13k(args):
 
 def warn_small_images(lmdb_path, patch):
     """Training takes random ``patch`` crops from whole images: say how many images are too small for it."""
-    from basicsr_restore.data.lmdb_io import read_meta_info
     small = [(k, s) for k, s in read_meta_info(lmdb_path) if min(s[:2]) < patch]
     if small:
         smallest = min(min(s[:2]) for _, s in small)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from basicsr_restore.core.imageio import ImageError, decode
+from basicsr_restore.data.lmdb_io import check_format, encode_value, image_shape, lmdb_group, safe_key
+
 
 @dataclass(frozen=True)
 class WriteOptions:
@@ -24,7 +27,6 @@ class WriteOptions:
 
     @classmethod
     def from_args(cls, args):
-        from basicsr_restore.data.lmdb_io import check_format
         workers = getattr(args, 'workers', None)
         workers = default_workers() if workers is None else workers
         if workers < 1:
@@ -32,7 +34,8 @@ class WriteOptions:
         level = getattr(args, 'compress_level', 1)
         if not 0 <= level <= 9:
             raise ValueError(f'--compress-level {level}: PNG compression levels are 0 to 9.')
-        return cls(check_format(getattr(args, 'format', 'png')), level, workers, bool(getattr(args, 'overwrite', False)))
+        return cls(check_format(getattr(args, 'format', 'png')), level, workers,
+                   bool(getattr(args, 'overwrite', False)))
 
 
 def default_workers():
@@ -81,7 +84,6 @@ class Cut:
 def read_source(path, stream):
     """The source image file ``path`` of ``stream`` decoded, or one ``ImageError`` naming the file and what is wrong
     (a ``ValueError``: the CLI prints it as one line, also when a worker process raised it)."""
-    from basicsr_restore.core.imageio import ImageError, decode
     where = f"{stream} source image '{path}'"
     try:
         with open(path, 'rb'):
@@ -94,7 +96,6 @@ def read_source(path, stream):
 def cut_item(item, cut):
     """One scene ``(key, {stream: image or path})`` -> ``(records, counts)``: ``records`` are ``(sub_key, {stream:
     (value, shape)})`` with the values encoded in ``cut.fmt``; runs in a worker process."""
-    from basicsr_restore.data.lmdb_io import encode_value, image_shape, safe_key
 
     key, sources = item
     imgs = {s: read_source(sources[s], s) if isinstance(sources[s], str) else sources[s] for s in cut.streams}
@@ -149,7 +150,6 @@ def write_streams(items, out_dir, cut, write=WriteOptions(), desc='images'):
     ``gt`` stream). All LMDBs are published together (``lmdb_io.lmdb_group``). Returns the counts."""
     from tqdm import tqdm
 
-    from basicsr_restore.data.lmdb_io import lmdb_group
 
     start = time.time()
     cut = Cut(**{**cut.__dict__, 'fmt': write.fmt, 'compress_level': write.compress_level})

@@ -12,6 +12,8 @@ For the ``datasets.train`` block of an option file, built as training builds it:
 import time
 
 from basicsr_restore.core.option_files import read_option_file
+from basicsr_restore.host.option_checks import float_batches_for
+from basicsr_restore.host.runner_helpers import plugin_model
 
 #: the dataset methods whose time is the "decode share": reading + decoding the stored values, converting the pixels
 #: to float (in the dataset only without ``integer_batches``; else on the device)
@@ -20,11 +22,7 @@ TIMED = ('_read', '_to_float')
 
 def load_train_dataset(opt_path):
     """``(dataset, batch size, option file's train dataset block)`` of an option file's ``datasets.train``."""
-    from basicsr.data import build_dataset
-
-    import basicsr_restore  # noqa: F401  (registers the datasets)
-    from basicsr_restore.host.option_checks import float_batches_for
-    from basicsr_restore.host.runner_helpers import plugin_model
+    from basicsr.data import build_dataset  # basicsr_restore (imported first) registers its datasets there
     opt = read_option_file(opt_path, what='--data -opt')
     block = (opt.get('datasets') or {}).get('train')
     if not isinstance(block, dict):
