@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/basicsr-restore report -opt $(DEMO)
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal tests
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=25 tests
 
 bench: install
 	$(BIN)/basicsr-restore bench --suite --json bench/suite.json --overwrite

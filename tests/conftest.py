@@ -17,11 +17,66 @@ THREADS = os.environ.get('BASICSR_RESTORE_TEST_THREADS') or ('1' if os.environ.g
 torch.set_num_threads(int(THREADS))
 
 
-def run(args, cwd, env=None, check=True, timeout=300):
-    """Run ``args`` (``python`` means this interpreter; ``basicsr-restore`` its console script)."""
+def _base_env():
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=THREADS)
+    env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
+    return env
+
+
+#: the modules whose runs start from the warm runner (tests/warm_runner.py)
+WARM_MODULES = ('basicsr.train', 'basicsr.test', 'basicsr_restore.train', 'basicsr_restore.test')
+_WARM = {}
+
+
+def _warm_runner():
+    """This worker's warm runner (started at the first run that uses it), or None when it cannot start."""
+    proc = _WARM.get('proc')
+    if proc is None or proc.poll() is not None:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'warm_runner.py')], cwd=ROOT,
+                                env=_base_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _WARM['proc'] = proc
+    return proc
+
+
+def _warm_run(args, cwd, timeout):
+    """``python -m MODULE ARGS`` forked from the warm runner: a CompletedProcess as subprocess.run gives."""
+    import json
+    import select
+    import signal
+    import tempfile
+    proc = _warm_runner()
+    with tempfile.TemporaryDirectory() as tmp:
+        job = {'module': args[2], 'args': list(args[3:]), 'cwd': os.path.abspath(str(cwd)),
+               'stdout': os.path.join(tmp, 'out'), 'stderr': os.path.join(tmp, 'err')}
+        proc.stdin.write(json.dumps(job) + '\n')
+        proc.stdin.flush()
+        pid = json.loads(proc.stdout.readline())['pid']
+        if not select.select([proc.stdout], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            proc.stdout.readline()
+            raise subprocess.TimeoutExpired(args, timeout)
+        code = json.loads(proc.stdout.readline())['returncode']
+        with open(job['stdout'], encoding='utf-8', errors='replace') as f, \
+                open(job['stderr'], encoding='utf-8', errors='replace') as g:
+            return subprocess.CompletedProcess(args, code, f.read(), g.read())
+
+
+def run(args, cwd, env=None, check=True, timeout=300, fresh=False):
+    """Run ``args`` (``python`` means this interpreter; ``basicsr-restore`` its console script).
+
+    ``python -m basicsr.train|basicsr.test`` (and our ``basicsr_restore.train|test``) without ``env`` start from the
+    warm runner (tests/warm_runner.py: forked from an interpreter that imported basicsr through the startup hook, so
+    the run does not pay torch's and basicsr's import again); ``fresh=True``, any ``env``, or
+    ``BASICSR_RESTORE_TEST_FRESH=1`` start a new interpreter."""
+    if (args[:2] == ['python', '-m'] and len(args) > 2 and args[2] in WARM_MODULES and not env and not fresh
+            and os.environ.get('BASICSR_RESTORE_TEST_FRESH', '') in ('', '0')):
+        proc = _warm_run(args, cwd, timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f'{args} failed ({proc.returncode}, warm runner):\n{proc.stdout[-4000:]}\n'
+                                 f'{proc.stderr[-4000:]}')
+        return proc
     args = [sys.executable if a == 'python' else os.path.join(BIN, a) if a == 'basicsr-restore' else a for a in args]
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=THREADS)
-    full_env.pop('BASICSR_RESTORE_NO_AUTOLOAD', None)
+    full_env = _base_env()
     full_env.update(env or {})
     proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

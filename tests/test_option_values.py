@@ -56,14 +56,15 @@ def good(small_pairs, name='ok'):
     return opt
 
 
-def stock_run(tmp_path, opt=None, text=None):
+def stock_run(tmp_path, opt=None, text=None, fresh=False):
     """``python -m basicsr.train -opt bad.yml`` in an empty folder: (exit status, stderr lines, folders made)."""
     path = tmp_path / 'bad.yml'
     if text is not None:
         path.write_text(text)
     else:
         write_options(path, opt)
-    proc = run(['python', '-m', 'basicsr.train', '-opt', str(path)], cwd=tmp_path, check=False, timeout=120)
+    proc = run(['python', '-m', 'basicsr.train', '-opt', str(path)], cwd=tmp_path, check=False, timeout=120,
+               fresh=fresh)
     return proc.returncode, proc.stderr.strip().splitlines(), [f for f in FOLDERS if (tmp_path / f).exists()]
 
 
@@ -85,7 +86,7 @@ RUN_ONLY = {'train.warmup_iter', 'datasets.train.dataroot_gt'}
 def test_a_bad_value_stops_the_stock_runner_with_one_line_and_no_folder(option, value, words, small_pairs, tmp_path,
                                                                         validator):
     opt = with_value(good(small_pairs), option, value)
-    rc, lines, made = stock_run(tmp_path, opt)
+    rc, lines, made = stock_run(tmp_path, opt, fresh=option == 'train.total_iter')  # one in a new interpreter
     assert rc != 0 and not made, (rc, made, lines)
     assert not any('Traceback' in line for line in lines), lines
     assert lines[-1].startswith("basicsr-restore: -opt '") and all(w in lines[-1] for w in words), lines[-1]

@@ -56,10 +56,11 @@ def logs(folder):
 
 @pytest.fixture(scope='module')
 def trained(demo_data, tmp_path_factory):
-    """Stock runner, started from a directory of its own: 4 iterations, then --auto_resume up to 6."""
+    """Stock runner, started from a directory of its own: 4 iterations in a new interpreter (the other runs of the
+    suite start from the warm runner, see conftest.run), then --auto_resume up to 6."""
     work = tmp_path_factory.mktemp('run')
     first = write_yaml(work / 'first.yml', train_options(demo_data, 'tiny', 4))
-    proc1 = run(['python', '-m', 'basicsr.train', '-opt', first], cwd=work)
+    proc1 = run(['python', '-m', 'basicsr.train', '-opt', first], cwd=work, fresh=True)  # a new interpreter
     second = write_yaml(work / 'second.yml', train_options(demo_data, 'tiny', 6))
     proc2 = run(['python', '-m', 'basicsr.train', '-opt', second, '--auto_resume'], cwd=work)
     return work, proc1, proc2

@@ -17,7 +17,7 @@ import inspect
 import json
 
 from basicsr_restore.core.imageio import atomic_path
-from basicsr_restore.core.option_problems import optional
+from basicsr_restore.core.option_problems import accepted_names, optional
 from basicsr_restore.core.option_rules import Anything, Choice, Text, signature_rules
 from basicsr_restore.core.registry import OURS, registry
 from basicsr_restore.host.option_checks import (
@@ -64,20 +64,13 @@ def _by_type(names_to_rules, base=None, strict_names=()):
     return body
 
 
-def _takes_any_keyword(fn):
-    try:
-        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return True
-
-
 def _arguments(registry, skip=(), extra=None):
     """``{name: rules}`` of a registry's classes/functions, and the names whose keys are closed."""
     table, closed = {}, []
     for name in list(registry.keys()):
         fn = registry.get(name)
         table[name] = {**signature_rules(fn, skip), **(extra if extra is not None else {'type': Text()})}
-        if not _takes_any_keyword(fn):
+        if accepted_names(fn) is not None:  # no **kwargs: its keys are closed
             closed.append(name)
     return table, closed
 

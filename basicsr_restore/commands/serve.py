@@ -30,9 +30,6 @@ import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from basicsr_restore.commands.args import parse_arch_args
-from basicsr_restore.core.image_header import ACCEPTED_TEXT, HeaderError, UnsupportedImage, image_size
-
 MB = 1024 * 1024
 DRAIN_LIMIT = 64 * MB  # a refused upload up to this size is read and dropped, so the browser sees the answer
 TILE_CHOICES = (0, 64, 96, 128, 256, 512, 1024)
@@ -50,7 +47,9 @@ class Refused(Exception):
 def open_model(args):
     """The network behind the page (:func:`basicsr_restore.api.load`: named by ``--arch``, else found from the
     file), restoring through the path of ``infer``."""
-    from basicsr_restore import api  # keeps `serve --help` light: the API imports torch
+    # this module's top imports only the standard library, so that `serve --help` is instant (test_serve holds it)
+    from basicsr_restore import api
+    from basicsr_restore.commands.args import parse_arch_args
     return api.load(args.weights, args.arch, param_key=args.param_key, trusted=args.trusted, device=args.device,
                     **parse_arch_args(args.arch_args))
 
@@ -141,6 +140,12 @@ class Demo:
     def check_header(self, data, label):
         """``(width, height)`` of the upload from its header alone, within ``--max-pixels``; else :class:`Refused`
         (400 empty, not an image or a damaged header; 415 another format; 413 too many pixels)."""
+        from basicsr_restore.core.image_header import (  # stdlib-only top, as in open_model
+            ACCEPTED_TEXT,
+            HeaderError,
+            UnsupportedImage,
+            image_size,
+        )
         if not data:
             raise Refused(HTTPStatus.BAD_REQUEST, 'The upload is empty: choose an image file.')
         try:
@@ -158,9 +163,10 @@ class Demo:
     def restore(self, data, tile, tta, name):
         """PNG bytes of the restored upload, and a one-line summary. The header is judged first (no pixel
         decoded); decoding, restoring and encoding hold the lock."""
-        import cv2  # keeps `serve --help` light (torch, OpenCV), as the import below
+        import cv2  # stdlib-only top, as in open_model (these three)
         import torch
 
+        from basicsr_restore.core.image_header import ACCEPTED_TEXT
         from basicsr_restore.core.imageio import ImageError, decode
         label = f"'{name}'" if name else 'the upload'
         w, h = self.check_header(data, label)
