@@ -30,7 +30,7 @@ from basicsr_restore.archs.card import card_of
 from basicsr_restore.core import safetensors_io
 from basicsr_restore.core.identify import UnknownLayout, identify
 from basicsr_restore.core.registry import network_classes
-from basicsr_restore.core.state_dicts import CheckpointError, _first_line, check_finite, find_state_dict, load_into
+from basicsr_restore.core.state_dicts import CheckpointError, check_finite, find_state_dict, first_line, load_into
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -53,14 +53,14 @@ def read_checkpoint(path, trusted=False, what='weights', trust_hint='pass --trus
         checkpoint = torch.load(path, map_location='cpu', weights_only=not trusted)
     except pickle.UnpicklingError as exc:
         if trusted:
-            raise CheckpointError(f"{what} '{path}' is not a readable PyTorch file ({_first_line(exc)}).") from None
+            raise CheckpointError(f"{what} '{path}' is not a readable PyTorch file ({first_line(exc)}).") from None
         raise CheckpointError(
             f"{what} '{path}' is not a weights-only file: it pickles Python objects besides tensors "
-            f'({_first_line(exc)}). Loading it would run code stored in the file. If you trust where it comes '
+            f'({first_line(exc)}). Loading it would run code stored in the file. If you trust where it comes '
             f'from, {trust_hint}.') from None
     except Exception as exc:  # zip/pickle/format errors of a file that is not a torch checkpoint at all
         raise CheckpointError(f"{what} '{path}' is not a PyTorch checkpoint ({type(exc).__name__}: "
-                              f'{_first_line(exc)}).') from None
+                              f'{first_line(exc)}).') from None
     if isinstance(checkpoint, nn.Module):
         checkpoint = checkpoint.state_dict()
     return checkpoint
@@ -133,7 +133,7 @@ def build_arch(name, kwargs, where='--arch-args', cls=None):
             signature = str(inspect.signature(cls.__init__)).replace('(self, ', '(').replace('(self)', '()')
         except (TypeError, ValueError):
             signature = '(...)'
-        raise ValueError(f'{where}: {name}{signature} cannot be built with {kwargs}: {_first_line(exc)}') from None
+        raise ValueError(f'{where}: {name}{signature} cannot be built with {kwargs}: {first_line(exc)}') from None
 
 
 def config_text(name, kwargs):

@@ -33,7 +33,7 @@ def check_finite(state, where):
                               'would be black or garbage. Use an earlier checkpoint of that run.')
 
 
-def _first_line(exc):
+def first_line(exc):
     """The first line of an exception's message, whole (never cut mid-sentence)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
