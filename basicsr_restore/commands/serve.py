@@ -163,7 +163,7 @@ class Demo:
     def restore(self, data, tile, tta, name):
         """PNG bytes of the restored upload, and a one-line summary. The header is judged first (no pixel
         decoded); decoding, restoring and encoding hold the lock."""
-        import cv2  # stdlib-only top, as in open_model (these three)
+        import cv2  # stdlib-only top, as in open_model (every import here)
         import torch
 
         from basicsr_restore.core.image_header import ACCEPTED_TEXT
