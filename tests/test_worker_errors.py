@@ -52,13 +52,21 @@ def test_a_worker_re_raises_the_main_process_message(corrupt):
     assert 'Traceback (most recent call last)' in there.value.worker_traceback
 
 
-def test_training_stops_with_one_line_when_a_worker_reads_a_corrupt_value(corrupt):
-    opt = tiny_train_options(corrupt, 'corrupt', 4, workers=2)
-    proc = run(['python', '-m', 'basicsr.train', '-opt', write_options(corrupt / 'train.yml', opt)], cwd=corrupt,
-               check=False)
+def stopped_with_one_line(runner_and_options, folder, name, phase):
+    """``python -m RUNNER -opt OPTIONS`` fails with the dataset's one line last on stderr and no traceback there;
+    returns that line."""
+    runner, options = runner_and_options
+    proc = run(['python', '-m', runner, '-opt', options], cwd=folder, check=False)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    assert re.fullmatch('basicsr-restore: ' + MESSAGE.format(name='small', phase='train') + '.*', last), last
+    assert re.fullmatch('basicsr-restore: ' + MESSAGE.format(name=name, phase=phase) + '.*', last), last
+    return last
+
+
+def test_training_stops_with_one_line_when_a_worker_reads_a_corrupt_value(corrupt):
+    opt = tiny_train_options(corrupt, 'corrupt', 4, workers=2)
+    options = write_options(corrupt / 'train.yml', opt)
+    last = stopped_with_one_line(['basicsr.train', options], corrupt, 'small', 'train')
     logs = glob.glob(str(corrupt / 'experiments' / 'corrupt' / 'train_corrupt_*.log'))
     assert len(logs) == 1
     log = open(logs[0], encoding='utf-8').read()
@@ -75,11 +83,7 @@ def test_a_test_run_stops_with_one_line_on_a_corrupt_test_set(corrupt):
                                     'dataroot_gt': str(corrupt / 'train' / 'gt.lmdb'),
                                     'dataroot_lq': str(corrupt / 'train' / 'lq.lmdb'), 'io_backend': {'type': 'lmdb'}}},
             'val': {'save_img': False}, 'path': {'pretrain_network_g': str(corrupt / 'net_g.pth')}}
-    proc = run(['python', '-m', 'basicsr.test', '-opt', write_options(corrupt / 'test.yml', test)], cwd=corrupt,
-               check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    assert re.fullmatch('basicsr-restore: ' + MESSAGE.format(name='lmdb_test', phase='test') + '.*', last), last
+    stopped_with_one_line(['basicsr.test', write_options(corrupt / 'test.yml', test)], corrupt, 'lmdb_test', 'test')
     logs = glob.glob(str(corrupt / 'results' / 'corrupt_test' / 'test_corrupt_test_*.log'))
     assert len(logs) == 1 and 'Traceback (most recent call last)' in open(logs[0], encoding='utf-8').read()
 

@@ -34,7 +34,7 @@ def _repeated_key(node):
 
 def check_yaml(path, what='-opt'):
     """One :class:`OptionError` for a missing file, a YAML syntax error (file, line, column) or a key written twice in
-    one mapping; builds nothing."""
+    one mapping; else the file's content, as ``yaml.safe_load`` gives it (the file is parsed once)."""
     import os
 
     import yaml
@@ -51,17 +51,12 @@ def check_yaml(path, what='-opt'):
         raise OptionError(f"{what} '{path}' line {key.start_mark.line + 1}, column {key.start_mark.column + 1}: key "
                           f"'{key.value}' is written twice in one block (first on line {first}); YAML would keep "
                           'this one and drop the other in silence. Keep one.')
+    return None if root is None else yaml.SafeLoader('').construct_document(root)
 
 
 def read_option_file(path, what='-opt'):
     """An option file as a dict, with one clear error for a missing file, bad YAML or a file that is no mapping."""
-    import yaml
-    check_yaml(path, what)
-    with open(path, encoding='utf-8') as f:
-        try:
-            opt = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise OptionError(f"{what} '{path}' is not valid YAML: {yaml_problem(exc)}.") from None
+    opt = check_yaml(path, what)
     if not isinstance(opt, dict):
         raise OptionError(f"{what} '{path}' does not hold options (a YAML mapping such as `name: ...`).")
     return opt

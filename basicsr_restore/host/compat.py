@@ -94,21 +94,13 @@ def _argument(flag):
     return None
 
 
-def _remember_launch_options():
-    """``dist_params`` and ``num_gpu`` of the option file, for ``distributed.init_dist`` (which basicsr calls
-    before the parsed options exist, without ``dist_params`` for the pytorch launcher)."""
-    import yaml
-
+def _remember_launch_options(raw):
+    """``dist_params`` and ``num_gpu`` of the option file's content ``raw``, for ``distributed.init_dist`` (which
+    basicsr calls before the parsed options exist, without ``dist_params`` for the pytorch launcher)."""
     from basicsr_restore.core import distributed  # keeps ``import basicsr_restore`` light (torch)
     distributed.PENDING.clear()
-    path = _argument('-opt')
-    if _argument('--launcher') in (None, 'none') or not path or not os.path.isfile(path):
+    if _argument('--launcher') in (None, 'none'):
         return
-    with open(path, encoding='utf-8') as f:
-        try:
-            raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError:
-            return  # basicsr's own parser reports it
     if isinstance(raw, dict):
         distributed.PENDING.update(dist_params=raw.get('dist_params') or {}, num_gpu=raw.get('num_gpu', 'auto'))
 
@@ -123,9 +115,9 @@ def _wrap_parse_options(original):
         _normalise_local_rank_flag()
         for name in runner_helpers.adopt(sys._getframe(1).f_globals, is_train):
             note(f'{name} of the runner replaced (basicsr_restore.host.runner_helpers)')
-        if _argument('-opt'):
-            option_files.check_yaml(_argument('-opt'))  # one line for a missing file or bad YAML
-        _remember_launch_options()
+        path = _argument('-opt')
+        raw = option_files.check_yaml(path) if path else None  # one line for a missing file or bad YAML
+        _remember_launch_options(raw)
         redirect = _is_site_dir(root_path) and os.environ.get('BASICSR_RESTORE_NO_ROOT_REDIRECT', '') in ('', '0')
         if redirect:
             note(f'root redirected from {root_path} to the current directory')
